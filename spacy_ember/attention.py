@@ -1,0 +1,135 @@
+"""Record the attention weights EMBER's span probe reads, while the LM runs with SDPA.
+
+The span probe needs, for each query position q, the attention weights of every
+layer and head from q to the keys q-W..q. Eager attention materialises full
+T x T matrices for every layer; instead we register an attention implementation
+("ember_sdpa") that computes the output with SDPA and, when a recorder is active,
+recomputes just that band from the query and key states the layer already has.
+The same code serves a full forward pass and one-token generation steps with a KV
+cache, so batch and streaming features are the same numbers.
+"""
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Dict, Iterator, Optional
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+ATTN_IMPLEMENTATION = "ember_sdpa"
+# Queries processed at once when computing the band: bounds the transient
+# (batch, heads, chunk, keys) score tensor.
+QUERY_CHUNK = 256
+
+_RECORDER: ContextVar[Optional["BandRecorder"]] = ContextVar("ember_band_recorder", default=None)
+
+
+class BandRecorder:
+    """Collects, per layer, the attention band (batch, heads, queries, W + 1)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.bands: Dict[int, torch.Tensor] = {}
+
+    def record(self, layer_idx: int, band: torch.Tensor) -> None:
+        self.bands[layer_idx] = band
+
+    def stacked(self) -> torch.Tensor:
+        """Return (batch, queries, W + 1, layers * heads), layer-major like EMBER's features."""
+        if not self.bands:
+            raise RuntimeError(
+                "The LM ran without calling its attention through transformers' attention "
+                "interface, so no attention weights were recorded. spacy-ember needs a model "
+                "whose attention layers use `ALL_ATTENTION_FUNCTIONS` (Llama, Gemma, GPT-2, ...)."
+            )
+        bands = [self.bands[i] for i in sorted(self.bands)]
+        stacked = torch.stack(bands, dim=2)  # (B, H, L, Tq, W+1)
+        B, H, L, Tq, W1 = stacked.shape
+        return stacked.permute(0, 3, 4, 2, 1).reshape(B, Tq, W1, L * H)
+
+
+@contextmanager
+def record_attention(window: int) -> Iterator[BandRecorder]:
+    """Within this block, every `ember_sdpa` attention call records its band."""
+    recorder = BandRecorder(window)
+    token = _RECORDER.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _RECORDER.reset(token)
+
+
+def attention_band(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    scaling: Optional[float],
+    window: int,
+    softcap: Optional[float] = None,
+) -> torch.Tensor:
+    """Softmax attention weights from each query to the W + 1 keys ending at its position.
+
+    query: (B, H, Tq, D); key: (B, Hkv, Tk, D), queries are the last Tq of Tk positions.
+    Returns (B, H, Tq, W + 1) where [..., q, d] is the weight from q to q - d (0 where
+    q - d < 0 or masked). The normaliser runs over all keys, exactly as the layer's own
+    softmax does.
+    """
+    B, H, Tq, D = query.shape
+    Tk = key.shape[2]
+    if key.shape[1] != H:
+        key = key.repeat_interleave(H // key.shape[1], dim=1)
+    scale = scaling if scaling is not None else D**-0.5
+    device = query.device
+    offsets = torch.arange(window + 1, device=device)
+    bands = []
+    for start in range(0, Tq, QUERY_CHUNK):
+        stop = min(Tq, start + QUERY_CHUNK)
+        q_pos = torch.arange(Tk - Tq + start, Tk - Tq + stop, device=device)
+        scores = torch.matmul(query[:, :, start:stop].float(), key.float().transpose(-1, -2)) * scale
+        if softcap is not None:
+            scores = softcap * torch.tanh(scores / softcap)
+        if attention_mask is None:
+            allowed = torch.arange(Tk, device=device)[None, :] <= q_pos[:, None]
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        else:
+            mask = attention_mask[:, :, start:stop, :Tk] if attention_mask.shape[2] > 1 else attention_mask[..., :Tk]
+            if mask.dtype == torch.bool:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            else:
+                scores = scores + mask.float()
+        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+        key_idx = q_pos[:, None] - offsets[None, :]
+        valid = key_idx >= 0
+        gather_idx = key_idx.clamp(min=0).expand(B, H, -1, -1)
+        band = torch.exp(scores.gather(-1, gather_idx) - lse)
+        band = torch.nan_to_num(band.masked_fill(~valid, 0.0), nan=0.0)
+        bands.append(band)
+    return torch.cat(bands, dim=2)
+
+
+def ember_sdpa_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    dropout: float = 0.0,
+    scaling: Optional[float] = None,
+    **kwargs,
+):
+    """SDPA attention that also records the attention band when a recorder is active."""
+    output, _ = sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
+    recorder = _RECORDER.get()
+    if recorder is not None:
+        band = attention_band(
+            query, key, attention_mask, scaling, recorder.window, kwargs.get("softcap")
+        )
+        recorder.record(getattr(module, "layer_idx", len(recorder.bands)), band)
+    return output, None
+
+
+AttentionInterface.register(ATTN_IMPLEMENTATION, ember_sdpa_attention)
+ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_IMPLEMENTATION, sdpa_mask)

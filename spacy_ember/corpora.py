@@ -1,0 +1,56 @@
+"""Read CoNLL-2003 and WNUT-17 style BIO files into spaCy Docs (one sentence per Doc)."""
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+from spacy.tokens import Doc
+from spacy.training import iob_to_biluo
+from spacy.training.iob_utils import biluo_tags_to_spans
+from spacy.vocab import Vocab
+
+Sentence = Tuple[List[str], List[str]]
+
+
+class CorpusFormatError(ValueError):
+    pass
+
+
+def read_bio(path: Path) -> Iterator[Sentence]:
+    """Yield (words, IOB2 tags) per sentence.
+
+    Columns are split on whitespace; the first is the word and the last the tag
+    (CoNLL-2003: `word POS chunk tag`; WNUT-17: `word<TAB>tag`). Blank and
+    whitespace-only lines end a sentence; `-DOCSTART-` lines are skipped.
+    """
+    words: List[str] = []
+    tags: List[str] = []
+    with Path(path).open(encoding="utf8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            cols = line.split()
+            if not cols:
+                if words:
+                    yield words, tags
+                words, tags = [], []
+                continue
+            if cols[0] == "-DOCSTART-":
+                continue
+            if len(cols) < 2:
+                raise CorpusFormatError(f"{path}:{lineno}: expected 'word ... tag', got {line.rstrip()!r}")
+            tag = cols[-1]
+            if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
+                raise CorpusFormatError(f"{path}:{lineno}: '{tag}' is not a BIO tag (O, B-X or I-X)")
+            words.append(cols[0])
+            tags.append(tag)
+    if words:
+        yield words, tags
+
+
+def sentence_to_doc(vocab: Vocab, words: List[str], tags: List[str]) -> Doc:
+    """A Doc with the sentence's entities; an I- tag that starts an entity counts as B-."""
+    fixed = []
+    for i, tag in enumerate(tags):
+        if tag.startswith("I-") and (i == 0 or tags[i - 1][2:] != tag[2:] or tags[i - 1] == "O"):
+            tag = "B-" + tag[2:]
+        fixed.append(tag)
+    doc = Doc(vocab, words=words, spaces=[True] * (len(words) - 1) + [False])
+    doc.ents = biluo_tags_to_spans(doc, iob_to_biluo(fixed))
+    return doc

@@ -1,0 +1,79 @@
+"""Turn probe scores into non-overlapping typed entity spans."""
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+
+TYPE_RULES = ("first", "last", "mean")
+
+
+@dataclass
+class Entity:
+    start: int  # token index
+    end: int  # exclusive
+    score: float  # span probe probability
+    label_probs: np.ndarray  # (n_labels,) type distribution over entity labels
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def span_type_probs(type_probs: np.ndarray, align: np.ndarray, start: int, end: int, rule: str) -> np.ndarray:
+    """Type distribution (O first) of a span from its pieces' typing-probe outputs.
+
+    last: the span's last piece, which in a causal LM has seen the whole span;
+    first: its first piece; mean: the average over all its pieces.
+    """
+    first_piece, last_piece = align[start, 0], align[end - 1, 1]
+    if rule == "last":
+        return type_probs[last_piece]
+    if rule == "first":
+        return type_probs[first_piece]
+    if rule == "mean":
+        return type_probs[first_piece : last_piece + 1].mean(axis=0)
+    raise ValueError(f"Unknown type rule '{rule}': use one of {TYPE_RULES}.")
+
+
+def decode(
+    type_logits: np.ndarray,
+    span_logits: np.ndarray,
+    candidates: np.ndarray,
+    align: np.ndarray,
+    threshold: float,
+    type_rule: str,
+    reject_o: bool = True,
+) -> List[Entity]:
+    """Greedy decoding: candidate spans above threshold, highest span score first,
+    skipping any that overlap a span already taken. Returned in document order.
+
+    reject_o: drop a span whose type distribution puts most mass on O (as STOKE does),
+        instead of forcing an entity label on it.
+    """
+    if len(candidates) == 0:
+        return []
+    span_probs = sigmoid(span_logits.astype("float64"))
+    type_probs = softmax(type_logits.astype("float64"))
+    order = np.argsort(-span_probs, kind="stable")
+    taken = np.zeros(len(align), dtype=bool)
+    entities = []
+    for i in order:
+        if span_probs[i] < threshold:
+            break
+        start, end = int(candidates[i, 0]), int(candidates[i, 1])
+        if taken[start:end].any():
+            continue
+        with_o = span_type_probs(type_probs, align, start, end, type_rule)
+        if reject_o and with_o.argmax() == 0:
+            continue
+        probs = with_o[1:]
+        total = probs.sum()
+        probs = probs / total if total > 0 else np.full_like(probs, 1.0 / len(probs))
+        taken[start:end] = True
+        entities.append(Entity(start, end, float(span_probs[i]), probs))
+    return sorted(entities, key=lambda e: e.start)

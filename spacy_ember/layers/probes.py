@@ -1,0 +1,174 @@
+"""EMBER's two probes over frozen LM features, as one thinc model.
+
+typing probe: an MLP over the hidden state of each piece -> entity type or O.
+span probe: an MLP over the attention weights (all layers x heads) from the piece
+after a candidate span to the span's first piece -> "is an entity span".
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import LayerNorm, Linear, Model, Relu, chain
+from thinc.types import Floats1d, Floats2d
+
+from ..decoding import softmax
+from ..features import LMFeatures
+
+
+@dataclass
+class ProbeOutput:
+    """Probe scores for one doc.
+
+    type_logits: (n_pieces + 1, n_labels + 1), column 0 is O.
+    span_logits: (n_candidates,) one logit per candidate span.
+    candidates: (n_candidates, 4) start token, end token (exclusive), query row, offset.
+    align: (n_tokens, 2) first/last piece of each token.
+    """
+
+    type_logits: Floats2d
+    span_logits: Floats1d
+    candidates: np.ndarray
+    align: np.ndarray
+
+
+# Gradient for one doc: (d_type_logits, d_span_logits).
+ProbeGradient = Tuple[Floats2d, Floats1d]
+
+
+@registry.architectures("spacy-ember.ProbeMLP.v1")
+def build_probe_mlp(
+    width: int = 256, depth: int = 1, dropout: float = 0.1, normalize: bool = True,
+    nO: Optional[int] = None,
+) -> Model[Floats2d, Floats2d]:
+    """An MLP probe: optional input LayerNorm, `depth` ReLU layers of `width`, linear out.
+
+    normalize: LayerNorm the input first; LM hidden states have a few huge outlier
+        dimensions that otherwise dominate a small probe.
+    """
+    layers: List[Model] = [LayerNorm()] if normalize else []
+    layers += [Relu(nO=width, dropout=dropout) for _ in range(depth)]
+    layers.append(Linear(nO=nO))
+    return chain(*layers)
+
+
+@registry.architectures("spacy-ember.EmberProbes.v1")
+def build_ember_probes(
+    lm: Model[List[Doc], List[LMFeatures]],
+    typing_probe: Model[Floats2d, Floats2d],
+    span_probe: Model[Floats2d, Floats2d],
+    max_span_tokens: int = 12,
+    attn_transform: str = "none",
+    boundary_types: bool = False,
+) -> Model[List[Doc], List[ProbeOutput]]:
+    """EMBER: a token-typing probe on hidden states and a span probe on attention.
+
+    max_span_tokens: longest candidate span in spaCy tokens (the attention window W of
+        `causal_lm` bounds it in LM pieces too).
+    attn_transform: "none" (EMBER), "sqrt" or "log" applied to attention weights.
+    boundary_types: beyond EMBER, also give the span probe the typing probe's output
+        distribution at the piece before the span, its first and last pieces and the
+        lookahead piece (all known when the lookahead arrives, so streaming still works).
+    """
+    if attn_transform not in ATTN_TRANSFORMS:
+        raise ValueError(f"attn_transform must be one of {sorted(ATTN_TRANSFORMS)}.")
+    return Model(
+        "ember_probes",
+        probes_forward,
+        init=probes_init,
+        layers=[lm, typing_probe, span_probe],
+        refs={"lm": lm, "typing_probe": typing_probe, "span_probe": span_probe},
+        attrs={
+            "max_span_tokens": max_span_tokens,
+            "attn_transform": attn_transform,
+            "boundary_types": boundary_types,
+        },
+    )
+
+
+ATTN_TRANSFORMS = {
+    "none": lambda a: a,
+    "sqrt": np.sqrt,
+    "log": lambda a: np.log(a + 1e-6),
+}
+
+
+def typing_inputs(model: Model, feats: List[LMFeatures]) -> Floats2d:
+    """Hidden states of all docs' pieces, layers concatenated: (sum n_pieces + 1, L * D)."""
+    return model.ops.asarray2f(
+        np.concatenate([f.hidden.reshape(len(f.hidden), -1) for f in feats]).astype("float32")
+    )
+
+
+def span_inputs(
+    model: Model, feats: List[LMFeatures], cands: List[np.ndarray], type_logits: Floats2d
+) -> Floats2d:
+    """Per candidate: the attention vector from the lookahead piece to the span's first
+    piece, optionally followed by boundary type distributions."""
+    transform = ATTN_TRANSFORMS[model.attrs["attn_transform"]]
+    n_attn = feats[0].attn.shape[2]
+    parts = [transform(f.attn[c[:, 2], c[:, 3]].astype("float32")) for f, c in zip(feats, cands)]
+    X = np.concatenate(parts + [np.zeros((0, n_attn), dtype="float32")])
+    if model.attrs["boundary_types"]:
+        probs = softmax(model.ops.to_numpy(type_logits).astype("float32"))
+        rows, start = [], 0
+        for f, c in zip(feats, cands):
+            q, d = c[:, 2] + start, c[:, 3]
+            first = q - d
+            before = np.where(c[:, 2] - d > 0, first - 1, -1)
+            rows.append(np.stack([before, first, q - 1, q], axis=1))
+            start += len(f.hidden)
+        idx = np.concatenate(rows + [np.zeros((0, 4), dtype=np.int64)])
+        padded = np.concatenate([probs, np.zeros((1, probs.shape[1]), dtype="float32")])
+        X = np.concatenate([X, padded[idx].reshape(len(idx), -1)], axis=1)
+    return model.ops.asarray2f(X.astype("float32"))
+
+
+def probes_forward(model: Model, docs: List[Doc], is_train: bool):
+    lm = model.get_ref("lm")
+    feats, bp_lm = lm(docs, is_train)
+    if not feats:
+        return [], lambda d: bp_lm([])
+    cands = [f.candidates(model.attrs["max_span_tokens"]) for f in feats]
+    Yt, bp_typing = model.get_ref("typing_probe")(typing_inputs(model, feats), is_train)
+    Ys, bp_span = model.get_ref("span_probe")(span_inputs(model, feats, cands, Yt), is_train)
+    outputs = []
+    t = s = 0
+    for f, c in zip(feats, cands):
+        outputs.append(ProbeOutput(Yt[t : t + len(f.hidden)], Ys[s : s + len(c), 0], c, f.align))
+        t += len(f.hidden)
+        s += len(c)
+
+    def backprop(d_outputs: List[ProbeGradient]) -> List[Doc]:
+        ops = model.ops
+        bp_typing(ops.xp.concatenate([d[0] for d in d_outputs]))
+        d_span = ops.xp.concatenate([d[1] for d in d_outputs] + [ops.alloc1f(0)])
+        bp_span(d_span.reshape(-1, 1))
+        return bp_lm([])
+
+    return outputs, backprop
+
+
+def probes_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
+    if X is None:
+        return
+    feats, _ = model.get_ref("lm")(X, is_train=False)
+    if not feats:
+        return
+    cands = [f.candidates(model.attrs["max_span_tokens"]) for f in feats]
+    typing = model.get_ref("typing_probe")
+    Xt = typing_inputs(model, feats)
+    typing.initialize(X=Xt)
+    Xs = span_inputs(model, feats, cands, typing.predict(Xt))
+    span = model.get_ref("span_probe")
+    set_output_width(span, 1)
+    span.initialize(X=Xs if len(Xs) else model.ops.alloc2f(1, Xs.shape[1]))
+
+
+def set_output_width(probe: Model, n: int) -> None:
+    """Set the output width of a probe built by ProbeMLP (its last layer and itself)."""
+    last = probe.layers[-1] if probe.layers else probe
+    last.set_dim("nO", n, force=True)
+    if probe.has_dim("nO") is not False:
+        probe.set_dim("nO", n, force=True)

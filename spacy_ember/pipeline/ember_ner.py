@@ -1,0 +1,313 @@
+"""The `ember_ner` component: EMBER's probes decoded into typed entity spans."""
+import logging
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import registry
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+
+from ..decoding import TYPE_RULES, Entity, decode, sigmoid, softmax
+from ..layers.listener import LMListener
+from ..layers.probes import ProbeGradient, ProbeOutput, set_output_width
+from .causal_lm import CausalLM
+
+logger = logging.getLogger("spacy_ember")
+
+DEFAULT_EMBER_MODEL = """
+[model]
+@architectures = "spacy-ember.EmberProbes.v1"
+max_span_tokens = 12
+
+[model.lm]
+@architectures = "spacy-ember.LMListener.v1"
+upstream = "*"
+
+[model.typing_probe]
+@architectures = "spacy-ember.ProbeMLP.v1"
+width = 256
+depth = 1
+dropout = 0.1
+normalize = true
+
+[model.span_probe]
+@architectures = "spacy-ember.ProbeMLP.v1"
+width = 128
+depth = 1
+dropout = 0.1
+normalize = false
+"""
+
+
+@Language.factory(
+    "ember_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_config={
+        "model": Config().from_str(DEFAULT_EMBER_MODEL)["model"],
+        "threshold": 0.5,
+        "type_rule": "last",
+        "reject_o": True,
+        "spans_key": "ember",
+        "o_weight": 1.0,
+        "span_pos_weight": 1.0,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_ember_ner(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], List[ProbeOutput]],
+    threshold: float,
+    type_rule: str,
+    reject_o: bool,
+    spans_key: str,
+    o_weight: float,
+    span_pos_weight: float,
+    scorer: Optional[Callable],
+) -> "EmberNER":
+    """EMBER NER reading a frozen causal LM through a listener.
+
+    If the pipeline has no `causal_lm` component yet, one with the embedded default
+    backbone is added in front of this one.
+    """
+    if not any(isinstance(proc, CausalLM) for _, proc in nlp.pipeline):
+        upstreams = [n.upstream_name for n in model.walk() if isinstance(n, LMListener)]
+        if upstreams and upstreams[0] in ("*", "causal_lm") and "causal_lm" not in nlp.component_names:
+            logger.info("ember_ner: adding a 'causal_lm' component with the default backbone")
+            nlp.add_pipe("causal_lm")
+    return EmberNER(
+        nlp.vocab, model, name, threshold=threshold, type_rule=type_rule, reject_o=reject_o,
+        spans_key=spans_key,
+        o_weight=o_weight, span_pos_weight=span_pos_weight, scorer=scorer,
+    )
+
+
+class EmberNER(TrainablePipe):
+    """Entities from a span-detection probe on attention and a typing probe on hidden
+    states of a frozen causal LM (Popovič & Färber, EMBER, arXiv 2403.11747)."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "ember_ner",
+        *,
+        threshold: float = 0.5,
+        type_rule: str = "last",
+        reject_o: bool = True,
+        spans_key: str = "ember",
+        o_weight: float = 1.0,
+        span_pos_weight: float = 1.0,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        if type_rule not in TYPE_RULES:
+            raise ValueError(f"type_rule must be one of {TYPE_RULES}, got '{type_rule}'.")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}.")
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg = {
+            "labels": [],
+            "threshold": threshold,
+            "type_rule": type_rule,
+            "reject_o": reject_o,
+            "spans_key": spans_key,
+            "o_weight": o_weight,
+            "span_pos_weight": span_pos_weight,
+        }
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str):
+            raise ValueError(f"Labels must be strings, got {label!r}.")
+        if label in self.labels:
+            return 0
+        self._allow_extra_label()
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    # -- prediction -------------------------------------------------------------
+    def predict(self, docs: Iterable[Doc]) -> List[ProbeOutput]:
+        docs = list(docs)
+        if not docs:
+            return []
+        return self.model.predict(docs)
+
+    def decode_doc(self, output: ProbeOutput, threshold: Optional[float] = None) -> List[Entity]:
+        ops = self.model.ops
+        return decode(
+            ops.to_numpy(output.type_logits),
+            ops.to_numpy(output.span_logits),
+            output.candidates,
+            output.align,
+            self.cfg["threshold"] if threshold is None else threshold,
+            self.cfg["type_rule"],
+            self.cfg["reject_o"],
+        )
+
+    def set_annotations(self, docs: Iterable[Doc], outputs: Sequence[ProbeOutput]) -> None:
+        labels = self.labels
+        for doc, output in zip(docs, outputs):
+            entities = self.decode_doc(output)
+            spans = [
+                Span(doc, e.start, e.end, label=labels[int(np.argmax(e.label_probs))])
+                for e in entities
+            ]
+            doc.set_ents(spans, default="outside")
+            group = SpanGroup(doc, name=self.cfg["spans_key"], spans=spans)
+            group.attrs["scores"] = np.array([e.score for e in entities], dtype="float32")
+            group.attrs["labels"] = list(labels)
+            group.attrs["label_probs"] = np.array(
+                [e.label_probs for e in entities], dtype="float32"
+            ).reshape(len(entities), len(labels))
+            doc.spans[self.cfg["spans_key"]] = group
+
+    # -- training ---------------------------------------------------------------
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "EmberNER.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        set_dropout_rate(self.model, drop)
+        outputs, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, gradients = self.get_loss(examples, outputs)
+        backprop(gradients)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def targets(self, example: Example, output: ProbeOutput) -> Tuple[np.ndarray, np.ndarray, int]:
+        """Gold type per piece, gold flag per candidate, and gold spans not among candidates."""
+        index = {label: i + 1 for i, label in enumerate(self.labels)}
+        piece_types = np.zeros(len(output.type_logits), dtype=np.int64)
+        gold = set()
+        for span in example.get_aligned_spans_y2x(example.reference.ents):
+            if span.label_ not in index:
+                continue
+            first, last = output.align[span.start, 0], output.align[span.end - 1, 1]
+            piece_types[first : last + 1] = index[span.label_]
+            gold.add((span.start, span.end))
+        cands = output.candidates
+        is_gold = np.array([(int(s), int(e)) in gold for s, e in cands[:, :2]], dtype=np.float32)
+        return piece_types, is_gold, len(gold) - int(is_gold.sum())
+
+    def get_loss(
+        self, examples: Iterable[Example], outputs: List[ProbeOutput]
+    ) -> Tuple[float, List[ProbeGradient]]:
+        """Weighted cross-entropy for the typing probe plus weighted binary
+        cross-entropy for the span probe, each averaged over its rows."""
+        ops = self.model.ops
+        examples = list(examples)
+        o_weight, pos_weight = self.cfg["o_weight"], self.cfg["span_pos_weight"]
+        per_doc = []
+        t_total = s_total = 0.0
+        unreachable = 0
+        for eg, out in zip(examples, outputs):
+            piece_types, is_gold, missed = self.targets(eg, out)
+            unreachable += missed
+            t_w = np.where(piece_types == 0, o_weight, 1.0)
+            s_w = np.where(is_gold > 0, pos_weight, 1.0)
+            per_doc.append((piece_types, t_w, is_gold, s_w))
+            t_total += t_w.sum()
+            s_total += s_w.sum()
+        if unreachable:
+            logger.debug("ember_ner: %d gold entities are not candidate spans", unreachable)
+        loss = 0.0
+        gradients: List[ProbeGradient] = []
+        for (piece_types, t_w, is_gold, s_w), out in zip(per_doc, outputs):
+            probs = softmax(ops.to_numpy(out.type_logits).astype("float64"))
+            rows = np.arange(len(piece_types))
+            loss -= float((t_w * np.log(probs[rows, piece_types] + 1e-12)).sum() / max(t_total, 1))
+            d_type = probs.copy()
+            d_type[rows, piece_types] -= 1.0
+            d_type *= (t_w / max(t_total, 1))[:, None]
+            p_span = sigmoid(ops.to_numpy(out.span_logits).astype("float64"))
+            bce = -(is_gold * np.log(p_span + 1e-12) + (1 - is_gold) * np.log(1 - p_span + 1e-12))
+            loss += float((s_w * bce).sum() / max(s_total, 1))
+            d_span = (p_span - is_gold) * s_w / max(s_total, 1)
+            gradients.append((ops.asarray2f(d_type.astype("float32")), ops.asarray1f(d_span.astype("float32"))))
+        return loss, gradients
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[List[str]] = None,
+    ) -> None:
+        """Collect labels from the data (or `labels`), and size the probes on a sample
+        of docs run through the upstream LM."""
+        validate_get_examples(get_examples, "EmberNER.initialize")
+        if labels is None:
+            found = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
+            labels = found
+        for label in labels:
+            self.add_label(label)
+        if not self.labels:
+            raise ValueError(
+                f"'{self.name}' found no entity labels in the training data; give `labels` "
+                "in [initialize.components] or train on examples with entities."
+            )
+        set_output_width(self.model.get_ref("typing_probe"), len(self.labels) + 1)
+        docs = [eg.predicted for eg in islice(get_examples(), 10) if len(eg.predicted)]
+        docs = [d.copy() for d in docs]
+        upstream = self._upstream(nlp)
+        if upstream is not None:
+            docs = list(upstream.pipe(docs))
+        self.model.initialize(X=docs)
+
+    def _upstream(self, nlp: Optional[Language]) -> Optional[CausalLM]:
+        if nlp is None:
+            return None
+        for _, proc in nlp.pipeline:
+            if isinstance(proc, CausalLM) and self.name in proc.listening_components:
+                return proc
+        raise ValueError(
+            f"'{self.name}' listens to no causal_lm component. Add one before it: "
+            f"nlp.add_pipe('causal_lm', before='{self.name}')."
+        )
+
+
+def _ember_attr(span: Span, attr: str):
+    for group in span.doc.spans.values():
+        if "label_probs" not in group.attrs:
+            continue
+        for i, other in enumerate(group):
+            if other.start == span.start and other.end == span.end:
+                value = group.attrs[attr][i]
+                if attr == "label_probs":
+                    return dict(zip(group.attrs["labels"], (float(p) for p in value)))
+                return float(value)
+    return None
+
+
+if not Span.has_extension("ember_score"):
+    Span.set_extension("ember_score", getter=lambda span: _ember_attr(span, "scores"))
+if not Span.has_extension("ember_label_probs"):
+    Span.set_extension("ember_label_probs", getter=lambda span: _ember_attr(span, "label_probs"))

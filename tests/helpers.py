@@ -1,0 +1,34 @@
+"""Shared test data and config builders."""
+from typing import Dict, List, Tuple
+
+from spacy.language import Language
+from spacy.training import Example
+
+
+TRAIN_DATA: List[Tuple[str, List[Tuple[int, int, str]]]] = [
+    ("Angela Merkel met Tim Cook in Berlin.", [(0, 13, "PER"), (18, 26, "PER"), (30, 36, "LOC")]),
+    ("Apple opened offices in New York.", [(0, 5, "ORG"), (24, 32, "LOC")]),
+    ("Reuters reported from Brussels on Monday.", [(0, 7, "ORG"), (22, 30, "LOC")]),
+    ("The talks in Geneva will continue.", [(13, 19, "LOC")]),
+]
+
+
+def tiny_lm_config(architecture: str = "llama", **overrides) -> Dict:
+    """causal_lm config with a tiny random in-process LM and small windows."""
+    model = {
+        "loader": {"@misc": "spacy-ember.RandomCausalLM.v1", "architecture": architecture},
+        "layers": [1, 2],
+        "attn_window": 4,
+        "context": 8,
+        "max_length": 32,
+        "batch_size": 4,
+        "cache": {"@misc": "spacy-ember.FeatureCache.v1", "max_mb": 64},
+    }
+    model.update(overrides)
+    return {"model": model}
+
+
+def make_examples(nlp: Language) -> List[Example]:
+    return [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in TRAIN_DATA]
+
+
