@@ -1,0 +1,7 @@
+"""spacy-ember: EMBER named-entity recognition embedded in a frozen causal LM, for spaCy."""
+from .about import __version__
+from .features import LMFeatures, RawFeatures
+from .pipeline.causal_lm import CausalLM
+from .pipeline.ember_ner import EmberNER
+
+__all__ = ["__version__", "CausalLM", "EmberNER", "LMFeatures", "RawFeatures"]

@@ -1,6 +1,7 @@
 """Read CoNLL-2003 and WNUT-17 style BIO files into spaCy Docs (one sentence per Doc)."""
+from collections import Counter
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 from spacy.tokens import Doc
 from spacy.training import iob_to_biluo
@@ -54,3 +55,25 @@ def sentence_to_doc(vocab: Vocab, words: List[str], tags: List[str]) -> Doc:
     doc = Doc(vocab, words=words, spaces=[True] * (len(words) - 1) + [False])
     doc.ents = biluo_tags_to_spans(doc, iob_to_biluo(fixed))
     return doc
+
+
+def convert(input_path: Path, output_path: Path, vocab: Vocab, show_progress: bool = True) -> Dict:
+    """Convert a BIO file to a .spacy DocBin; returns counts for a sanity check."""
+    from spacy.tokens import DocBin
+    from tqdm import tqdm
+
+    db = DocBin(store_user_data=False)
+    counts: Dict = {"sentences": 0, "tokens": 0, "entities": Counter()}
+    lines = sum(1 for _ in Path(input_path).open(encoding="utf8"))
+    with tqdm(total=lines, disable=not show_progress, unit="line", desc=Path(input_path).name) as bar:
+        for words, tags in read_bio(input_path):
+            doc = sentence_to_doc(vocab, words, tags)
+            db.add(doc)
+            counts["sentences"] += 1
+            counts["tokens"] += len(doc)
+            counts["entities"].update(ent.label_ for ent in doc.ents)
+            bar.update(len(words) + 1)
+    Path(output_path).parent.mkdir(parents=True, exist_ok=True)
+    db.to_disk(output_path)
+    counts["entities"] = dict(sorted(counts["entities"].items()))
+    return counts

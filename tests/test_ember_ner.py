@@ -131,7 +131,9 @@ def test_probe_sizes_follow_labels_and_features(ember_nlp):
     typing = ner.model.get_ref("typing_probe")
     assert typing.get_dim("nI") == 2 * extractor.width
     assert typing.layers[-1].get_dim("nO") == 4
-    assert ner.model.get_ref("span_probe").get_dim("nI") == extractor.n_layers * extractor.n_heads
+    # attention vector + type distributions at 4 boundary pieces
+    n_attn = extractor.n_layers * extractor.n_heads
+    assert ner.model.get_ref("span_probe").get_dim("nI") == n_attn + 4 * 4
 
 
 def test_candidates_respect_window_and_whitespace(ember_nlp):

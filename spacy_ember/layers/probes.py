@@ -121,7 +121,7 @@ def span_inputs(
             start += len(f.hidden)
         idx = np.concatenate(rows + [np.zeros((0, 4), dtype=np.int64)])
         padded = np.concatenate([probs, np.zeros((1, probs.shape[1]), dtype="float32")])
-        X = np.concatenate([X, padded[idx].reshape(len(idx), -1)], axis=1)
+        X = np.concatenate([X, padded[idx].reshape(len(idx), 4 * probs.shape[1])], axis=1)
     return model.ops.asarray2f(X.astype("float32"))
 
 

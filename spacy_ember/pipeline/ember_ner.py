@@ -23,6 +23,8 @@ DEFAULT_EMBER_MODEL = """
 [model]
 @architectures = "spacy-ember.EmberProbes.v1"
 max_span_tokens = 12
+attn_transform = "none"
+boundary_types = true
 
 [model.lm]
 @architectures = "spacy-ember.LMListener.v1"
@@ -34,13 +36,15 @@ width = 256
 depth = 1
 dropout = 0.1
 normalize = true
+nO = null
 
 [model.span_probe]
 @architectures = "spacy-ember.ProbeMLP.v1"
-width = 128
+width = 256
 depth = 1
 dropout = 0.1
-normalize = false
+normalize = true
+nO = null
 """
 
 
@@ -54,7 +58,7 @@ normalize = false
         "reject_o": True,
         "spans_key": "ember",
         "o_weight": 1.0,
-        "span_pos_weight": 1.0,
+        "span_pos_weight": 15.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
