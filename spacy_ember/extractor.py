@@ -1,6 +1,7 @@
 """Run the frozen LM over texts in windows and batches, and extract probe features."""
+import os
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -13,6 +14,16 @@ from .features import LMFeatures, RawFeatures
 from .loaders import LoadedLM
 
 FEATURE_DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+def _one_thread_after_fork() -> None:
+    # A forked child that enters torch's inherited OpenMP pool deadlocks (nlp.pipe with
+    # n_process > 1 after the parent ran the LM); one thread per process avoids the pool,
+    # as torch's own DataLoader workers do.
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 @dataclass
@@ -169,7 +180,8 @@ class FeatureExtractor:
                     self.cache.put(keys[i], raw)
         return results
 
-    def tokenize(self, texts: Sequence[str]):
+    def tokenize(self, texts: Sequence[str]) -> Tuple[List[List[int]], List[List[Tuple[int, int]]]]:
+        """Piece ids and character offsets of each text, without special tokens."""
         enc = self.lm.tokenizer(
             list(texts), add_special_tokens=False, return_offsets_mapping=True,
             return_attention_mask=False,

@@ -165,3 +165,13 @@ def test_settings_checked_against_the_model(overrides, message):
     nlp.add_pipe("causal_lm", config=tiny_lm_config(**overrides))
     with pytest.raises(ValueError, match=message):
         nlp("text")
+
+
+def test_n_process_after_the_lm_ran_in_the_parent(lm_nlp):
+    lm_nlp("warm up")  # torch's thread pool is now in use in this process
+    texts = ["Angela Merkel met Tim Cook.", "Paris", "Apple opened offices in New York."] * 2
+    docs = list(lm_nlp.pipe(texts, n_process=2, batch_size=2))
+    for doc, text in zip(docs, texts):
+        np.testing.assert_allclose(
+            doc._.ember_lm.attn.astype("float32"), lm_nlp(text)._.ember_lm.attn.astype("float32"), atol=1e-2
+        )

@@ -1,0 +1,31 @@
+"""Helpers shared by the benchmark scripts: corpora and scoring with the package's code."""
+import os
+from pathlib import Path
+from typing import List, Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from spacy.scorer import Scorer  # noqa: E402
+from spacy.tokens import Doc  # noqa: E402
+from spacy.training import Example  # noqa: E402
+from spacy.vocab import Vocab  # noqa: E402
+
+from spacy_ember.corpora import read_bio, sentence_to_doc  # noqa: E402
+
+DATA = Path(os.environ.get("SPACY_EMBER_DATA", Path(__file__).parent.parent.parent / "shared" / "data"))
+CONLL = DATA / "conll2003_en" / "iob2"
+
+
+def load_conll(split: str, vocab: Vocab, limit: int = 0) -> List[Doc]:
+    """Gold docs of a CoNLL-2003 split ('train', 'dev', 'test'), one sentence each."""
+    docs = []
+    for words, tags in read_bio(CONLL / f"{split}.txt"):
+        docs.append(sentence_to_doc(vocab, words, tags))
+        if limit and len(docs) >= limit:
+            break
+    return docs
+
+
+def ents_f(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict:
+    """spaCy's entity scores of predicted docs against gold docs."""
+    return Scorer.score_spans([Example(p, g) for p, g in zip(predicted, gold)], "ents")
