@@ -1,7 +1,8 @@
 """Helpers shared by the benchmark scripts: corpora and scoring with the package's code."""
+
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -12,11 +13,13 @@ from spacy.vocab import Vocab  # noqa: E402
 
 from spacy_ember.corpora import read_bio, sentence_to_doc  # noqa: E402
 
-DATA = Path(os.environ.get("SPACY_EMBER_DATA", Path(__file__).parent.parent.parent / "shared" / "data"))
+DATA = Path(
+    os.environ.get("SPACY_EMBER_DATA", Path(__file__).parent.parent.parent / "shared" / "data")
+)
 CONLL = DATA / "conll2003_en" / "iob2"
 
 
-def load_conll(split: str, vocab: Vocab, limit: int = 0) -> List[Doc]:
+def load_conll(split: str, vocab: Vocab, limit: int = 0) -> list[Doc]:
     """Gold docs of a CoNLL-2003 split ('train', 'dev', 'test'), one sentence each."""
     docs = []
     for words, tags in read_bio(CONLL / f"{split}.txt"):

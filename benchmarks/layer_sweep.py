@@ -7,18 +7,18 @@ features of one LM pass and report CoNLL-2003 dev F1.
 The LM runs once, with every layer in the sweep; each configuration then trains the
 same `ember_ner` component on a slice of those features (selection on dev only).
 """
+
 import argparse
 import json
 import random
 import time
 from pathlib import Path
 
-import numpy as np
 import spacy
+from common import ents_f, load_conll
 from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
-from common import ents_f, load_conll
 from spacy_ember.features import LMFeatures
 
 
@@ -32,7 +32,9 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--dev", type=int, default=500)
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--configs", nargs="+", default=["4", "8", "12", "16", "20", "24", "30", "8+16"])
+    ap.add_argument(
+        "--configs", nargs="+", default=["4", "8", "12", "16", "20", "24", "30", "8+16"]
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "layer_sweep.json"))
     args = ap.parse_args()
     configs = [[int(x) for x in c.split("+")] for c in args.configs]
@@ -62,7 +64,7 @@ def main() -> None:
         ner_nlp.add_pipe("causal_lm", config={"model": {"layers": config}})
         ner = ner_nlp.add_pipe("ember_ner")
         examples = [Example(d, g) for d, g in zip(train_docs, train_gold)]
-        ner.initialize(lambda: examples, nlp=None)
+        ner.initialize(lambda examples=examples: examples, nlp=None)
         optimizer = Adam(0.001)
         best = {"ents_f": -1.0}
         t0 = time.time()
@@ -79,14 +81,19 @@ def main() -> None:
                 best = {**scores, "epoch": epoch + 1}
         name = "+".join(map(str, config))
         results[name] = {
-            "dev_f": round(best["ents_f"], 4), "dev_p": round(best["ents_p"], 4),
-            "dev_r": round(best["ents_r"], 4), "best_epoch": best["epoch"],
+            "dev_f": round(best["ents_f"], 4),
+            "dev_p": round(best["ents_p"], 4),
+            "dev_r": round(best["ents_r"], 4),
+            "best_epoch": best["epoch"],
             "train_seconds": round(time.time() - t0, 1),
         }
         print(name, results[name], flush=True)
     report = {
-        "train_sentences": len(train_docs), "dev_sentences": len(dev_docs), "epochs": args.epochs,
-        "feature_seconds": round(extract_s, 1), "results": results,
+        "train_sentences": len(train_docs),
+        "dev_sentences": len(dev_docs),
+        "epochs": args.epochs,
+        "feature_seconds": round(extract_s, 1),
+        "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -1,4 +1,5 @@
 """spacy-ember: EMBER named-entity recognition embedded in a frozen causal LM, for spaCy."""
+
 from .about import __version__
 from .features import LMFeatures, RawFeatures
 from .pipeline.causal_lm import CausalLM

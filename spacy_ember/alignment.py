@@ -1,4 +1,5 @@
 """Align spaCy tokens to LM pieces through character offsets."""
+
 import numpy as np
 from spacy.tokens import Doc
 

@@ -8,9 +8,11 @@ recomputes just that band from the query and key states the layer already has.
 The same code serves a full forward pass and one-token generation steps with a KV
 cache, so batch and streaming features are the same numbers.
 """
+
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Dict, Iterator, Optional
+from typing import Optional
 
 import torch
 from transformers import AttentionInterface
@@ -30,7 +32,7 @@ class BandRecorder:
 
     def __init__(self, window: int) -> None:
         self.window = window
-        self.bands: Dict[int, torch.Tensor] = {}
+        self.bands: dict[int, torch.Tensor] = {}
 
     def record(self, layer_idx: int, band: torch.Tensor) -> None:
         self.bands[layer_idx] = band
@@ -63,10 +65,10 @@ def record_attention(window: int) -> Iterator[BandRecorder]:
 def attention_band(
     query: torch.Tensor,
     key: torch.Tensor,
-    attention_mask: Optional[torch.Tensor],
-    scaling: Optional[float],
+    attention_mask: torch.Tensor | None,
+    scaling: float | None,
     window: int,
-    softcap: Optional[float] = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """Softmax attention weights from each query to the W + 1 keys ending at its position.
 
@@ -86,14 +88,20 @@ def attention_band(
     for start in range(0, Tq, QUERY_CHUNK):
         stop = min(Tq, start + QUERY_CHUNK)
         q_pos = torch.arange(Tk - Tq + start, Tk - Tq + stop, device=device)
-        scores = torch.matmul(query[:, :, start:stop].float(), key.float().transpose(-1, -2)) * scale
+        scores = (
+            torch.matmul(query[:, :, start:stop].float(), key.float().transpose(-1, -2)) * scale
+        )
         if softcap is not None:
             scores = softcap * torch.tanh(scores / softcap)
         if attention_mask is None:
             allowed = torch.arange(Tk, device=device)[None, :] <= q_pos[:, None]
             scores = scores.masked_fill(~allowed, float("-inf"))
         else:
-            mask = attention_mask[:, :, start:stop, :Tk] if attention_mask.shape[2] > 1 else attention_mask[..., :Tk]
+            mask = (
+                attention_mask[:, :, start:stop, :Tk]
+                if attention_mask.shape[2] > 1
+                else attention_mask[..., :Tk]
+            )
             if mask.dtype == torch.bool:
                 scores = scores.masked_fill(~mask, float("-inf"))
             else:
@@ -113,9 +121,9 @@ def ember_sdpa_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    attention_mask: Optional[torch.Tensor],
+    attention_mask: torch.Tensor | None,
     dropout: float = 0.0,
-    scaling: Optional[float] = None,
+    scaling: float | None = None,
     **kwargs,
 ):
     """SDPA attention that also records the attention band when a recorder is active."""

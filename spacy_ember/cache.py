@@ -3,11 +3,11 @@
 The LM is frozen, so a text's features never change: training epochs 2..N and
 repeated evaluations read them from here instead of running the LM again.
 """
+
 import hashlib
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from spacy.util import registry
@@ -18,23 +18,23 @@ from .features import RawFeatures
 class FeatureCache:
     """LRU memory cache of `RawFeatures` bounded by `max_mb`, backed by `directory`."""
 
-    def __init__(self, max_mb: float = 2048, directory: Optional[str] = None) -> None:
+    def __init__(self, max_mb: float = 2048, directory: str | None = None) -> None:
         self.max_bytes = int(max_mb * 2**20)
         self.directory = Path(directory) if directory else None
-        self._items: "OrderedDict[str, RawFeatures]" = OrderedDict()
+        self._items: OrderedDict[str, RawFeatures] = OrderedDict()
         self._bytes = 0
         self.hits = 0
         self.misses = 0
 
     @staticmethod
     def key(signature: str, text: str) -> str:
-        return hashlib.sha1(f"{signature}\0{text}".encode("utf8")).hexdigest()
+        return hashlib.sha1(f"{signature}\0{text}".encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
         assert self.directory is not None
         return self.directory / key[:2] / f"{key}.npz"
 
-    def get(self, key: str) -> Optional[RawFeatures]:
+    def get(self, key: str) -> RawFeatures | None:
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)
@@ -71,6 +71,6 @@ class FeatureCache:
 
 
 @registry.misc("spacy-ember.FeatureCache.v1")
-def feature_cache(max_mb: float = 2048, directory: Optional[str] = None) -> FeatureCache:
+def feature_cache(max_mb: float = 2048, directory: str | None = None) -> FeatureCache:
     """Memory cache of up to max_mb MiB; with a directory, features also persist across runs."""
     return FeatureCache(max_mb=max_mb, directory=directory)

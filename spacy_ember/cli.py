@@ -1,14 +1,19 @@
 """Command line: `python -m spacy_ember COMMAND`."""
+
 from pathlib import Path
 
 import typer
 
-app = typer.Typer(name="spacy_ember", help="EMBER NER in a frozen causal LM, for spaCy.", no_args_is_help=True)
+app = typer.Typer(
+    name="spacy_ember", help="EMBER NER in a frozen causal LM, for spaCy.", no_args_is_help=True
+)
 
 
 @app.command()
 def convert(
-    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CoNLL-2003 or WNUT-17 BIO file"),
+    input_path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CoNLL-2003 or WNUT-17 BIO file"
+    ),
     output_path: Path = typer.Argument(..., help="Where to write the .spacy file"),
     lang: str = typer.Option("en", help="Language of the blank vocab"),
 ) -> None:
@@ -22,13 +27,46 @@ def convert(
         counts = convert_file(input_path, output_path, spacy.blank(lang).vocab)
     except CorpusFormatError as err:
         typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from err
     total = sum(counts["entities"].values())
     per_type = ", ".join(f"{k} {v}" for k, v in counts["entities"].items())
     typer.echo(
         f"{output_path}: {counts['sentences']} sentences, {counts['tokens']} tokens, "
         f"{total} entities ({per_type})"
     )
+
+
+@app.command("tune-decoding")
+def tune_decoding_cmd(
+    model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline"),
+    dev_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Dev data (.spacy)"),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Save the pipeline with the best setting here"
+    ),
+    component: str = typer.Option("ember_ner", help="Name of the ember_ner component"),
+) -> None:
+    """Pick threshold, type rule and reject_o on dev data; optionally save the best."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    from .tuning import tune_decoding
+
+    nlp = spacy.load(model)
+    gold = list(DocBin().from_disk(dev_path).get_docs(nlp.vocab))
+    results = tune_decoding(nlp, gold, component)
+    typer.echo("| threshold | type_rule | reject_o | F1 | P | R |\n|---|---|---|---|---|---|")
+    for r in results[:10]:
+        typer.echo(
+            f"| {r['threshold']} | {r['type_rule']} | {r['reject_o']} | {r['ents_f']:.4f} "
+            f"| {r['ents_p']:.4f} | {r['ents_r']:.4f} |"
+        )
+    best = results[0]
+    if output is not None:
+        ner = nlp.get_pipe(component)
+        ner.cfg.update({k: best[k] for k in ("threshold", "type_rule", "reject_o")})
+        nlp.to_disk(output)
+        chosen = ", ".join(f"{k}={best[k]}" for k in ("threshold", "type_rule", "reject_o"))
+        typer.echo(f"saved {output} with {chosen}")
 
 
 @app.command()
@@ -41,5 +79,6 @@ def info() -> None:
     from .about import __version__
 
     typer.echo(f"spacy-ember {__version__}")
-    typer.echo(f"spacy {spacy.__version__}, transformers {transformers.__version__}, torch {torch.__version__}")
+    typer.echo(f"spacy {spacy.__version__}, transformers {transformers.__version__}")
+    typer.echo(f"torch {torch.__version__}")
     typer.echo(f"torch threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")

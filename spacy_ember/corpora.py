@@ -1,14 +1,15 @@
 """Read CoNLL-2003 and WNUT-17 style BIO files into spaCy Docs (one sentence per Doc)."""
+
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
 
 from spacy.tokens import Doc
 from spacy.training import iob_to_biluo
 from spacy.training.iob_utils import biluo_tags_to_spans
 from spacy.vocab import Vocab
 
-Sentence = Tuple[List[str], List[str]]
+Sentence = tuple[list[str], list[str]]
 
 
 class CorpusFormatError(ValueError):
@@ -22,8 +23,8 @@ def read_bio(path: Path) -> Iterator[Sentence]:
     (CoNLL-2003: `word POS chunk tag`; WNUT-17: `word<TAB>tag`). Blank and
     whitespace-only lines end a sentence; `-DOCSTART-` lines are skipped.
     """
-    words: List[str] = []
-    tags: List[str] = []
+    words: list[str] = []
+    tags: list[str] = []
     with Path(path).open(encoding="utf8") as handle:
         for lineno, line in enumerate(handle, start=1):
             cols = line.split()
@@ -35,17 +36,21 @@ def read_bio(path: Path) -> Iterator[Sentence]:
             if cols[0] == "-DOCSTART-":
                 continue
             if len(cols) < 2:
-                raise CorpusFormatError(f"{path}:{lineno}: expected 'word ... tag', got {line.rstrip()!r}")
+                raise CorpusFormatError(
+                    f"{path}:{lineno}: expected 'word ... tag', got {line.rstrip()!r}"
+                )
             tag = cols[-1]
             if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
-                raise CorpusFormatError(f"{path}:{lineno}: '{tag}' is not a BIO tag (O, B-X or I-X)")
+                raise CorpusFormatError(
+                    f"{path}:{lineno}: '{tag}' is not a BIO tag (O, B-X or I-X)"
+                )
             words.append(cols[0])
             tags.append(tag)
     if words:
         yield words, tags
 
 
-def sentence_to_doc(vocab: Vocab, words: List[str], tags: List[str]) -> Doc:
+def sentence_to_doc(vocab: Vocab, words: list[str], tags: list[str]) -> Doc:
     """A Doc with the sentence's entities; an I- tag that starts an entity counts as B-."""
     fixed = []
     for i, tag in enumerate(tags):
@@ -57,15 +62,17 @@ def sentence_to_doc(vocab: Vocab, words: List[str], tags: List[str]) -> Doc:
     return doc
 
 
-def convert(input_path: Path, output_path: Path, vocab: Vocab, show_progress: bool = True) -> Dict:
+def convert(input_path: Path, output_path: Path, vocab: Vocab, show_progress: bool = True) -> dict:
     """Convert a BIO file to a .spacy DocBin; returns counts for a sanity check."""
     from spacy.tokens import DocBin
     from tqdm import tqdm
 
     db = DocBin(store_user_data=False)
-    counts: Dict = {"sentences": 0, "tokens": 0, "entities": Counter()}
+    counts: dict = {"sentences": 0, "tokens": 0, "entities": Counter()}
     lines = sum(1 for _ in Path(input_path).open(encoding="utf8"))
-    with tqdm(total=lines, disable=not show_progress, unit="line", desc=Path(input_path).name) as bar:
+    with tqdm(
+        total=lines, disable=not show_progress, unit="line", desc=Path(input_path).name
+    ) as bar:
         for words, tags in read_bio(input_path):
             doc = sentence_to_doc(vocab, words, tags)
             db.add(doc)

@@ -1,6 +1,6 @@
 """Turn probe scores into non-overlapping typed entity spans."""
+
 from dataclasses import dataclass
-from typing import List
 
 import numpy as np
 
@@ -24,7 +24,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def span_type_probs(type_probs: np.ndarray, align: np.ndarray, start: int, end: int, rule: str) -> np.ndarray:
+def span_type_probs(
+    type_probs: np.ndarray, align: np.ndarray, start: int, end: int, rule: str
+) -> np.ndarray:
     """Type distribution (O first) of a span from its pieces' typing-probe outputs.
 
     last: the span's last piece, which in a causal LM has seen the whole span;
@@ -48,7 +50,7 @@ def decode(
     threshold: float,
     type_rule: str,
     reject_o: bool = True,
-) -> List[Entity]:
+) -> list[Entity]:
     """Greedy decoding: candidate spans above threshold, highest span score first,
     skipping any that overlap a span already taken. Returned in document order.
 

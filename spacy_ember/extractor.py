@@ -1,7 +1,8 @@
 """Run the frozen LM over texts in windows and batches, and extract probe features."""
+
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ class Window:
     last: bool  # the text ends in this window: append the lookahead token
 
 
-def plan_windows(n_pieces: int, max_length: int, context: int, text_idx: int = 0) -> List[Window]:
+def plan_windows(n_pieces: int, max_length: int, context: int, text_idx: int = 0) -> list[Window]:
     """Cover pieces 0..n with windows of at most max_length tokens (specials included).
 
     Each window after the first repeats `context` pieces of left context, so every
@@ -65,7 +66,7 @@ class FeatureExtractor:
         max_length: int,
         context: int,
         batch_size: int,
-        cache: Optional[FeatureCache],
+        cache: FeatureCache | None,
         feature_dtype: str = "float16",
     ) -> None:
         if attn_window < 1:
@@ -92,7 +93,11 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.cache = cache
         self.feature_dtype = FEATURE_DTYPES[feature_dtype]
-        self._lm: Optional[LoadedLM] = None
+        self._lm: LoadedLM | None = None
+
+    def load(self) -> LoadedLM:
+        """Load the LM (once) and check the settings against it."""
+        return self.lm
 
     @property
     def lm(self) -> LoadedLM:
@@ -114,7 +119,9 @@ class FeatureExtractor:
                     f"({model_max})."
                 )
             if lm.tokenizer.eos_token_id is None:
-                raise ValueError(f"The tokenizer of '{lm.name}' has no EOS token to use as lookahead.")
+                raise ValueError(
+                    f"The tokenizer of '{lm.name}' has no EOS token to use as lookahead."
+                )
             self._lm = lm
         return self._lm
 
@@ -153,7 +160,7 @@ class FeatureExtractor:
             f"|ctx={self.context}|{np.dtype(self.feature_dtype).name}|v1"
         )
 
-    def __call__(self, docs: Sequence[Doc]) -> List[LMFeatures]:
+    def __call__(self, docs: Sequence[Doc]) -> list[LMFeatures]:
         raws = self.raw_features([doc.text for doc in docs])
         out = []
         for doc, raw in zip(docs, raws):
@@ -162,12 +169,14 @@ class FeatureExtractor:
             out.append(LMFeatures(raw=raw, align=align, usable=usable))
         return out
 
-    def raw_features(self, texts: Sequence[str]) -> List[Optional[RawFeatures]]:
-        results: List[Optional[RawFeatures]] = [None] * len(texts)
-        keys = [FeatureCache.key(self.signature, t) for t in texts] if self.cache is not None else []
+    def raw_features(self, texts: Sequence[str]) -> list[RawFeatures]:
+        """LM features of each text, from the cache where possible."""
+        results: list[RawFeatures | None] = [None] * len(texts)
+        cache = self.cache
+        keys = [FeatureCache.key(self.signature, t) for t in texts] if cache is not None else []
         todo = []
-        for i, text in enumerate(texts):
-            hit = self.cache.get(keys[i]) if self.cache is not None else None
+        for i in range(len(texts)):
+            hit = cache.get(keys[i]) if cache is not None else None
             if hit is None:
                 todo.append(i)
             else:
@@ -178,17 +187,19 @@ class FeatureExtractor:
                 results[i] = raw
                 if self.cache is not None:
                     self.cache.put(keys[i], raw)
-        return results
+        return [r for r in results if r is not None]
 
-    def tokenize(self, texts: Sequence[str]) -> Tuple[List[List[int]], List[List[Tuple[int, int]]]]:
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
         """Piece ids and character offsets of each text, without special tokens."""
         enc = self.lm.tokenizer(
-            list(texts), add_special_tokens=False, return_offsets_mapping=True,
+            list(texts),
+            add_special_tokens=False,
+            return_offsets_mapping=True,
             return_attention_mask=False,
         )
         return enc["input_ids"], enc["offset_mapping"]
 
-    def _compute(self, texts: Sequence[str]) -> List[RawFeatures]:
+    def _compute(self, texts: Sequence[str]) -> list[RawFeatures]:
         lm = self.lm
         ids, offsets = self.tokenize(texts) if texts else ([], [])
         n_layers_sel, W = len(self.layers), self.attn_window
@@ -196,7 +207,9 @@ class FeatureExtractor:
         hidden = [np.zeros((len(p) + 1, n_layers_sel, self.width), self.feature_dtype) for p in ids]
         attn = [np.zeros((len(p) + 1, W + 1, LH), self.feature_dtype) for p in ids]
         windows = [
-            w for i, p in enumerate(ids) for w in plan_windows(len(p), self.max_length, self.context, i)
+            w
+            for i, p in enumerate(ids)
+            for w in plan_windows(len(p), self.max_length, self.context, i)
         ]
         windows.sort(key=lambda w: w.stop - w.ctx)
         pad_id = lm.tokenizer.pad_token_id

@@ -1,6 +1,6 @@
 """Per-doc LM features: what `causal_lm` outputs and `ember_ner` reads."""
+
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import srsly
@@ -41,7 +41,7 @@ class LMFeatures:
     raw: RawFeatures
     align: np.ndarray
     usable: np.ndarray
-    _candidates: Optional[np.ndarray] = field(default=None, repr=False)
+    _candidates: np.ndarray | None = field(default=None, repr=False)
     _candidates_max: int = field(default=-1, repr=False)
 
     @property
@@ -99,8 +99,11 @@ def _serialize_features(obj, chain=None):
         raw = obj.raw
         return {
             "__ember_lm__": {
-                "offsets": raw.offsets, "hidden": raw.hidden, "attn": raw.attn,
-                "align": obj.align, "usable": obj.usable,
+                "offsets": raw.offsets,
+                "hidden": raw.hidden,
+                "attn": raw.attn,
+                "align": obj.align,
+                "usable": obj.usable,
             }
         }
     return obj if chain is None else chain(obj)
@@ -110,5 +113,7 @@ def _serialize_features(obj, chain=None):
 def _deserialize_features(obj, chain=None):
     if isinstance(obj, dict) and "__ember_lm__" in obj:
         d = obj["__ember_lm__"]
-        return LMFeatures(RawFeatures(d["offsets"], d["hidden"], d["attn"]), d["align"], d["usable"])
+        return LMFeatures(
+            RawFeatures(d["offsets"], d["hidden"], d["attn"]), d["align"], d["usable"]
+        )
     return obj if chain is None else chain(obj)

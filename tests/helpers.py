@@ -1,11 +1,9 @@
 """Shared test data and config builders."""
-from typing import Dict, List, Tuple
 
 from spacy.language import Language
 from spacy.training import Example
 
-
-TRAIN_DATA: List[Tuple[str, List[Tuple[int, int, str]]]] = [
+TRAIN_DATA: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("Angela Merkel met Tim Cook in Berlin.", [(0, 13, "PER"), (18, 26, "PER"), (30, 36, "LOC")]),
     ("Apple opened offices in New York.", [(0, 5, "ORG"), (24, 32, "LOC")]),
     ("Reuters reported from Brussels on Monday.", [(0, 7, "ORG"), (22, 30, "LOC")]),
@@ -13,7 +11,7 @@ TRAIN_DATA: List[Tuple[str, List[Tuple[int, int, str]]]] = [
 ]
 
 
-def tiny_lm_config(architecture: str = "llama", **overrides) -> Dict:
+def tiny_lm_config(architecture: str = "llama", **overrides) -> dict:
     """causal_lm config with a tiny random in-process LM and small windows."""
     model = {
         "loader": {"@misc": "spacy-ember.RandomCausalLM.v1", "architecture": architecture},
@@ -28,7 +26,5 @@ def tiny_lm_config(architecture: str = "llama", **overrides) -> Dict:
     return {"model": model}
 
 
-def make_examples(nlp: Language) -> List[Example]:
+def make_examples(nlp: Language) -> list[Example]:
     return [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in TRAIN_DATA]
-
-

@@ -1,4 +1,5 @@
 """The recorded attention band equals what eager attention computes."""
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -12,8 +13,15 @@ def tiny_model(arch: str):
     torch.manual_seed(0)
     if arch == "llama":
         cfg = LlamaConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=100, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=100,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
         )
         return LlamaForCausalLM(cfg).eval()
     cfg = GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100, bos_token_id=1, eos_token_id=2)

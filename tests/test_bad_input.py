@@ -1,4 +1,5 @@
 """Inputs nobody expects: no crash, valid alignment, entities on token boundaries."""
+
 import numpy as np
 import pytest
 import spacy

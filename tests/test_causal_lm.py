@@ -1,4 +1,5 @@
 """The causal_lm component: features, windows, batching, cache and frozenness."""
+
 import numpy as np
 import pytest
 import spacy
@@ -57,17 +58,27 @@ def test_window_context_matches_unwindowed_prefix(architecture):
     big.add_pipe("causal_lm", config=tiny_lm_config(architecture, max_length=256))
     text = " ".join(["Angela Merkel visited the city of Geneva"] * 8)
     f_small, f_big = small(text)._.ember_lm, big(text)._.ember_lm
-    np.testing.assert_allclose(f_small.hidden[:30].astype("float32"), f_big.hidden[:30].astype("float32"), atol=1e-2)
-    np.testing.assert_allclose(f_small.attn[:30].astype("float32"), f_big.attn[:30].astype("float32"), atol=1e-2)
+    np.testing.assert_allclose(
+        f_small.hidden[:30].astype("float32"), f_big.hidden[:30].astype("float32"), atol=1e-2
+    )
+    np.testing.assert_allclose(
+        f_small.attn[:30].astype("float32"), f_big.attn[:30].astype("float32"), atol=1e-2
+    )
 
 
 def test_batch_equals_single(lm_nlp):
-    texts = ["Angela Merkel met Tim Cook in Berlin.", "Hi", "Apple opened offices in New York today."]
+    texts = [
+        "Angela Merkel met Tim Cook in Berlin.",
+        "Hi",
+        "Apple opened offices in New York today.",
+    ]
     batched = [d._.ember_lm for d in lm_nlp.pipe(texts, batch_size=3)]
     lm_nlp.get_pipe("causal_lm").extractor.cache = None
     for text, fb in zip(texts, batched):
         fs = lm_nlp(text)._.ember_lm
-        np.testing.assert_allclose(fs.hidden.astype("float32"), fb.hidden.astype("float32"), atol=1e-2)
+        np.testing.assert_allclose(
+            fs.hidden.astype("float32"), fb.hidden.astype("float32"), atol=1e-2
+        )
         np.testing.assert_allclose(fs.attn.astype("float32"), fb.attn.astype("float32"), atol=1e-2)
 
 
@@ -81,7 +92,9 @@ def test_cache_returns_same_features_without_running_the_lm(lm_nlp):
 
 
 def test_disk_cache_persists(tmp_path, architecture):
-    config = tiny_lm_config(architecture, cache={"@misc": "spacy-ember.FeatureCache.v1", "directory": str(tmp_path)})
+    config = tiny_lm_config(
+        architecture, cache={"@misc": "spacy-ember.FeatureCache.v1", "directory": str(tmp_path)}
+    )
     nlp1 = spacy.blank("en")
     nlp1.add_pipe("causal_lm", config=config)
     f1 = nlp1("Geneva talks")._.ember_lm
@@ -173,5 +186,7 @@ def test_n_process_after_the_lm_ran_in_the_parent(lm_nlp):
     docs = list(lm_nlp.pipe(texts, n_process=2, batch_size=2))
     for doc, text in zip(docs, texts):
         np.testing.assert_allclose(
-            doc._.ember_lm.attn.astype("float32"), lm_nlp(text)._.ember_lm.attn.astype("float32"), atol=1e-2
+            doc._.ember_lm.attn.astype("float32"),
+            lm_nlp(text)._.ember_lm.attn.astype("float32"),
+            atol=1e-2,
         )

@@ -1,4 +1,5 @@
 """configs/ember.cfg trains with `spacy train`; entry points make everything findable."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,8 @@ def test_spacy_train_with_the_shipped_config(tmp_path):
     nlp = spacy.blank("en")
     data = write_corpus(nlp, tmp_path / "train.spacy")
     train(
-        tiny_config(tmp_path), tmp_path / "out",
+        tiny_config(tmp_path),
+        tmp_path / "out",
         overrides={"paths.train": str(data), "paths.dev": str(data)},
     )
     trained = spacy.load(tmp_path / "out" / "model-best")

@@ -42,7 +42,8 @@ def test_threshold_filters():
 
 
 @pytest.mark.parametrize(
-    "rule,expected", [("last", [0.1, 0.7, 0.2]), ("first", [0.1, 0.8, 0.1]), ("mean", [0.1, 0.75, 0.15])]
+    "rule,expected",
+    [("last", [0.1, 0.7, 0.2]), ("first", [0.1, 0.8, 0.1]), ("mean", [0.1, 0.75, 0.15])],
 )
 def test_type_rules(rule, expected):
     probs = np.exp(TYPES)

@@ -1,4 +1,5 @@
 """The ember_ner component on a tiny random LM: training, decoding, serialization."""
+
 import numpy as np
 import pytest
 import spacy
@@ -54,7 +55,9 @@ def test_annotations_on_token_boundaries_with_scores(ember_nlp):
     doc = ember_nlp("Angela Merkel met Tim Cook in Berlin.")
     group = doc.spans["ember"]
     assert len(doc.ents) > 0
-    assert [(e.start, e.end, e.label_) for e in doc.ents] == [(s.start, s.end, s.label_) for s in group]
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == [
+        (s.start, s.end, s.label_) for s in group
+    ]
     assert group.attrs["scores"].shape == (len(group),)
     assert group.attrs["label_probs"].shape == (len(group), 3)
     np.testing.assert_allclose(group.attrs["label_probs"].sum(axis=1), 1.0, rtol=1e-5)
@@ -69,16 +72,22 @@ def test_serialization_roundtrip_predicts_the_same(ember_nlp, tmp_path):
     train(ember_nlp, 10)
     ember_nlp.get_pipe("ember_ner").cfg["threshold"] = 0.05
     texts = [text for text, _ in TRAIN_DATA]
-    before = [[(e.start, e.end, e.label_, e._.ember_score) for e in d.ents] for d in ember_nlp.pipe(texts)]
+    before = [
+        [(e.start, e.end, e.label_, e._.ember_score) for e in d.ents] for d in ember_nlp.pipe(texts)
+    ]
     ember_nlp.to_disk(tmp_path)
     nlp2 = spacy.load(tmp_path)
     assert nlp2.pipe_names == ["causal_lm", "ember_ner"]
     assert nlp2.get_pipe("ember_ner").cfg["threshold"] == 0.05
-    after = [[(e.start, e.end, e.label_, e._.ember_score) for e in d.ents] for d in nlp2.pipe(texts)]
+    after = [
+        [(e.start, e.end, e.label_, e._.ember_score) for e in d.ents] for d in nlp2.pipe(texts)
+    ]
     assert before == after
     bytes_nlp = spacy.blank("en").from_config(ember_nlp.config)
     bytes_nlp.from_bytes(ember_nlp.to_bytes())
-    assert [[(e.start, e.end, e.label_, e._.ember_score) for e in d.ents] for d in bytes_nlp.pipe(texts)] == before
+    assert [
+        [(e.start, e.end, e.label_, e._.ember_score) for e in d.ents] for d in bytes_nlp.pipe(texts)
+    ] == before
 
 
 def test_scorer_reports_ner_metrics(ember_nlp):
@@ -155,7 +164,9 @@ def test_get_loss_counts_unreachable_gold_spans(ember_nlp):
     doc = ember_nlp.make_doc(text)
     long = "President of the United States of America"
     start = text.index(long)
-    example = Example.from_dict(doc, {"entities": [(0, 8, "PER"), (start, start + len(long), "ORG")]})
+    example = Example.from_dict(
+        doc, {"entities": [(0, 8, "PER"), (start, start + len(long), "ORG")]}
+    )
     output = ner.model.predict([ember_nlp.get_pipe("causal_lm")(doc.copy())])[0]
     piece_types, is_gold, missed = ner.targets(example, output)
     assert is_gold.sum() == 1 and missed == 1  # the long span exceeds the attention window
@@ -167,3 +178,32 @@ def test_empty_batch(ember_nlp):
     assert ember_nlp.get_pipe("ember_ner").predict([]) == []
     Doc(ember_nlp.vocab)  # an empty doc goes through the pipeline
     assert len(ember_nlp("").ents) == 0
+
+
+@pytest.mark.parametrize(
+    "probe_config,extra_inputs",
+    [
+        ({"boundary_types": False, "attn_transform": "none"}, 0),  # EMBER as published
+        ({"boundary_types": False, "attn_transform": "log"}, 0),
+        ({"boundary_types": True, "attn_transform": "sqrt"}, 4 * 4),
+    ],
+)
+def test_probe_variants_train(probe_config, extra_inputs):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("causal_lm", config=tiny_lm_config())
+    ner = nlp.add_pipe("ember_ner", config={"model": probe_config})
+    nlp.initialize(lambda: make_examples(nlp))
+    extractor = nlp.get_pipe("causal_lm").extractor
+    assert (
+        ner.model.get_ref("span_probe").get_dim("nI")
+        == extractor.n_layers * extractor.n_heads + extra_inputs
+    )
+    losses = train(nlp, 20)
+    assert losses[-1] < losses[0]
+
+
+def test_unknown_attn_transform():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("causal_lm", config=tiny_lm_config())
+    with pytest.raises(ValueError, match="attn_transform"):
+        nlp.add_pipe("ember_ner", config={"model": {"attn_transform": "cube"}})

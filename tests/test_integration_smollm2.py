@@ -2,6 +2,7 @@
 
 Run with: python -m pytest -m slow
 """
+
 import os
 import random
 from pathlib import Path
@@ -37,7 +38,11 @@ def conll(split, vocab, n):
 
 def test_embedded_model_shape_and_tokenizer(smollm2):
     config = smollm2.model.config
-    assert (config.model_type, config.num_hidden_layers, config.num_attention_heads) == ("llama", 30, 9)
+    assert (config.model_type, config.num_hidden_layers, config.num_attention_heads) == (
+        "llama",
+        30,
+        9,
+    )
     tok = smollm2.tokenizer
     ids = tok("Angela Merkel", add_special_tokens=False)["input_ids"]
     # transformers 5 matches llama.cpp: no BOS is prepended; spacy-ember adds its own start token
@@ -48,7 +53,11 @@ def test_embedded_model_shape_and_tokenizer(smollm2):
 def test_converted_copy_loads_as_a_local_directory(smollm2, tmp_path):
     from spacy_ember.loaders import cache_root
 
-    converted = [p for p in cache_root().glob("SmolLM2-135M-Instruct.Q4_1-*") if (p / "config.json").is_file()]
+    converted = [
+        p
+        for p in cache_root().glob("SmolLM2-135M-Instruct.Q4_1-*")
+        if (p / "config.json").is_file()
+    ]
     assert converted, "the GGUF file was converted to safetensors once"
     local = hf_causal_lm(str(converted[0]))()
     assert local.model.config.num_hidden_layers == 30
@@ -63,7 +72,9 @@ def test_short_training_run_is_far_above_chance(smollm2):
     optimizer = nlp.initialize(lambda: train)
     lm_params = sum(p.numel() for p in nlp.get_pipe("causal_lm").extractor.lm.model.parameters())
     probe_params = sum(
-        node.get_param(name).size for node in ner.model.walk() for name in node.param_names
+        node.get_param(name).size
+        for node in ner.model.walk()
+        for name in node.param_names
         if node.has_param(name)
     )
     assert probe_params < 0.01 * lm_params

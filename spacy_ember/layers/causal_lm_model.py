@@ -1,5 +1,6 @@
 """The `causal_lm` component's model: docs in, per-doc LM features out, no gradients."""
-from typing import Callable, List, Optional
+
+from collections.abc import Callable, Sequence
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -14,14 +15,14 @@ from ..loaders import LoadedLM
 @registry.architectures("spacy-ember.CausalLM.v1")
 def build_causal_lm_model(
     loader: Callable[[], LoadedLM],
-    layers: List[int] = [16],
+    layers: Sequence[int] = (16,),
     attn_window: int = 16,
     max_length: int = 512,
     context: int = 64,
     batch_size: int = 16,
-    cache: Optional[FeatureCache] = None,
+    cache: FeatureCache | None = None,
     feature_dtype: str = "float16",
-) -> Model[List[Doc], List[LMFeatures]]:
+) -> Model[list[Doc], list[LMFeatures]]:
     """A frozen decoder-only LM read for EMBER's probes.
 
     layers: hidden layers given to the typing probe (0 = embeddings, -1 = last).
@@ -44,13 +45,13 @@ def build_causal_lm_model(
 
 def init(model: Model, X=None, Y=None) -> None:
     # Loads the LM and checks the configuration against it.
-    model.attrs["extractor"].lm
+    model.attrs["extractor"].load()
 
 
-def forward(model: Model, docs: List[Doc], is_train: bool):
+def forward(model: Model, docs: list[Doc], is_train: bool):
     features = model.attrs["extractor"](docs)
 
-    def backprop(d_features) -> List[Doc]:
+    def backprop(d_features) -> list[Doc]:
         # The LM is frozen: nothing flows back into it.
         return []
 

@@ -4,7 +4,8 @@ Copied in spirit from spaCy's Tok2VecListener and spacy-transformers'
 TransformerListener: during training the upstream component broadcasts its batch
 output with `receive`; at prediction time the features are read from `doc._.ember_lm`.
 """
-from typing import Callable, List, Optional
+
+from collections.abc import Callable
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -24,24 +25,24 @@ class LMListener(Model):
     def __init__(self, upstream_name: str) -> None:
         Model.__init__(self, name=self.name, forward=listener_forward)
         self.upstream_name = upstream_name
-        self._batch_id: Optional[int] = None
-        self._outputs: Optional[List[LMFeatures]] = None
-        self._backprop: Optional[Callable] = None
+        self._batch_id: int | None = None
+        self._outputs: list[LMFeatures] | None = None
+        self._backprop: Callable | None = None
 
     @classmethod
-    def get_batch_id(cls, docs: List[Doc]) -> int:
+    def get_batch_id(cls, docs: list[Doc]) -> int:
         return sum(sum(token.orth for token in doc) for doc in docs) + len(docs)
 
-    def receive(self, batch_id: int, outputs: List[LMFeatures], backprop: Callable) -> None:
+    def receive(self, batch_id: int, outputs: list[LMFeatures], backprop: Callable) -> None:
         self._batch_id = batch_id
         self._outputs = outputs
         self._backprop = backprop
 
-    def received_for(self, docs: List[Doc]) -> bool:
+    def received_for(self, docs: list[Doc]) -> bool:
         return self._outputs is not None and self._batch_id == self.get_batch_id(docs)
 
 
-def listener_forward(model: LMListener, docs: List[Doc], is_train: bool):
+def listener_forward(model: LMListener, docs: list[Doc], is_train: bool):
     if is_train and model.received_for(docs):
         assert model._outputs is not None and model._backprop is not None
         return model._outputs, model._backprop
@@ -49,12 +50,14 @@ def listener_forward(model: LMListener, docs: List[Doc], is_train: bool):
     for doc in docs:
         features = doc._.ember_lm
         if features is None:
-            raise ValueError(MISSING_FEATURES.format(name=model.attrs.get("component", "ember_ner")))
+            raise ValueError(
+                MISSING_FEATURES.format(name=model.attrs.get("component", "ember_ner"))
+            )
         outputs.append(features)
     return outputs, lambda d_features: []
 
 
 @registry.architectures("spacy-ember.LMListener.v1")
-def build_lm_listener(upstream: str = "*") -> Model[List[Doc], List[LMFeatures]]:
+def build_lm_listener(upstream: str = "*") -> Model[list[Doc], list[LMFeatures]]:
     """Listen to the `causal_lm` component named `upstream` ("*" for any)."""
     return LMListener(upstream)

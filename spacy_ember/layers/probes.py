@@ -4,8 +4,8 @@ typing probe: an MLP over the hidden state of each piece -> entity type or O.
 span probe: an MLP over the attention weights (all layers x heads) from the piece
 after a candidate span to the span's first piece -> "is an entity span".
 """
+
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
 
 import numpy as np
 from spacy.tokens import Doc
@@ -34,20 +34,23 @@ class ProbeOutput:
 
 
 # Gradient for one doc: (d_type_logits, d_span_logits).
-ProbeGradient = Tuple[Floats2d, Floats1d]
+ProbeGradient = tuple[Floats2d, Floats1d]
 
 
 @registry.architectures("spacy-ember.ProbeMLP.v1")
 def build_probe_mlp(
-    width: int = 256, depth: int = 1, dropout: float = 0.1, normalize: bool = True,
-    nO: Optional[int] = None,
+    width: int = 256,
+    depth: int = 1,
+    dropout: float = 0.1,
+    normalize: bool = True,
+    nO: int | None = None,
 ) -> Model[Floats2d, Floats2d]:
     """An MLP probe: optional input LayerNorm, `depth` ReLU layers of `width`, linear out.
 
     normalize: LayerNorm the input first; LM hidden states have a few huge outlier
         dimensions that otherwise dominate a small probe.
     """
-    layers: List[Model] = [LayerNorm()] if normalize else []
+    layers: list[Model] = [LayerNorm()] if normalize else []
     layers += [Relu(nO=width, dropout=dropout) for _ in range(depth)]
     layers.append(Linear(nO=nO))
     return chain(*layers)
@@ -55,13 +58,13 @@ def build_probe_mlp(
 
 @registry.architectures("spacy-ember.EmberProbes.v1")
 def build_ember_probes(
-    lm: Model[List[Doc], List[LMFeatures]],
+    lm: Model[list[Doc], list[LMFeatures]],
     typing_probe: Model[Floats2d, Floats2d],
     span_probe: Model[Floats2d, Floats2d],
     max_span_tokens: int = 12,
     attn_transform: str = "none",
     boundary_types: bool = False,
-) -> Model[List[Doc], List[ProbeOutput]]:
+) -> Model[list[Doc], list[ProbeOutput]]:
     """EMBER: a token-typing probe on hidden states and a span probe on attention.
 
     max_span_tokens: longest candidate span in spaCy tokens (the attention window W of
@@ -94,7 +97,7 @@ ATTN_TRANSFORMS = {
 }
 
 
-def typing_inputs(model: Model, feats: List[LMFeatures]) -> Floats2d:
+def typing_inputs(model: Model, feats: list[LMFeatures]) -> Floats2d:
     """Hidden states of all docs' pieces, layers concatenated: (sum n_pieces + 1, L * D)."""
     return model.ops.asarray2f(
         np.concatenate([f.hidden.reshape(len(f.hidden), -1) for f in feats]).astype("float32")
@@ -102,7 +105,7 @@ def typing_inputs(model: Model, feats: List[LMFeatures]) -> Floats2d:
 
 
 def span_inputs(
-    model: Model, feats: List[LMFeatures], cands: List[np.ndarray], type_logits: Floats2d
+    model: Model, feats: list[LMFeatures], cands: list[np.ndarray], type_logits: Floats2d
 ) -> Floats2d:
     """Per candidate: the attention vector from the lookahead piece to the span's first
     piece, optionally followed by boundary type distributions."""
@@ -125,7 +128,7 @@ def span_inputs(
     return model.ops.asarray2f(X.astype("float32"))
 
 
-def probes_forward(model: Model, docs: List[Doc], is_train: bool):
+def probes_forward(model: Model, docs: list[Doc], is_train: bool):
     lm = model.get_ref("lm")
     feats, bp_lm = lm(docs, is_train)
     if not feats:
@@ -140,7 +143,7 @@ def probes_forward(model: Model, docs: List[Doc], is_train: bool):
         t += len(f.hidden)
         s += len(c)
 
-    def backprop(d_outputs: List[ProbeGradient]) -> List[Doc]:
+    def backprop(d_outputs: list[ProbeGradient]) -> list[Doc]:
         ops = model.ops
         bp_typing(ops.xp.concatenate([d[0] for d in d_outputs]))
         d_span = ops.xp.concatenate([d[1] for d in d_outputs] + [ops.alloc1f(0)])
@@ -150,7 +153,7 @@ def probes_forward(model: Model, docs: List[Doc], is_train: bool):
     return outputs, backprop
 
 
-def probes_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
+def probes_init(model: Model, X: list[Doc] | None = None, Y=None) -> None:
     if X is None:
         return
     feats, _ = model.get_ref("lm")(X, is_train=False)

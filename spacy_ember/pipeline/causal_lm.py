@@ -1,6 +1,7 @@
 """The `causal_lm` component: runs the frozen LM once per batch for its listeners."""
+
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
@@ -41,7 +42,9 @@ directory = null
     "causal_lm",
     default_config={"model": Config().from_str(DEFAULT_CAUSAL_LM_MODEL)["model"]},
 )
-def make_causal_lm(nlp: Language, name: str, model: Model[List[Doc], List[LMFeatures]]) -> "CausalLM":
+def make_causal_lm(
+    nlp: Language, name: str, model: Model[list[Doc], list[LMFeatures]]
+) -> "CausalLM":
     """A frozen decoder-only LM whose features downstream listeners (ember_ner) read."""
     return CausalLM(nlp.vocab, model, name=name)
 
@@ -59,19 +62,19 @@ class CausalLM(TrainablePipe):
         self.vocab = vocab
         self.model = model
         self.name = name
-        self.listener_map: Dict[str, List[LMListener]] = {}
-        self.cfg: Dict = {}
+        self.listener_map: dict[str, list[LMListener]] = {}
+        self.cfg: dict = {}
 
     @property
     def extractor(self):
         return self.model.attrs["extractor"]
 
     @property
-    def listeners(self) -> List[LMListener]:
+    def listeners(self) -> list[LMListener]:
         return [m for c in self.listening_components for m in self.listener_map[c]]
 
     @property
-    def listening_components(self) -> List[str]:
+    def listening_components(self) -> list[str]:
         return list(self.listener_map.keys())
 
     def add_listener(self, listener: LMListener, component_name: str) -> None:
@@ -95,7 +98,7 @@ class CausalLM(TrainablePipe):
                 if isinstance(node, LMListener) and node.upstream_name in names:
                     self.add_listener(node, component.name)
 
-    def predict(self, docs: Iterable[Doc]) -> List[LMFeatures]:
+    def predict(self, docs: Iterable[Doc]) -> list[LMFeatures]:
         return self.model.predict(list(docs))
 
     def set_annotations(self, docs: Iterable[Doc], features: Sequence[LMFeatures]) -> None:
@@ -107,9 +110,9 @@ class CausalLM(TrainablePipe):
         examples: Iterable[Example],
         *,
         drop: float = 0.0,
-        sgd: Optional[Optimizer] = None,
-        losses: Optional[Dict[str, float]] = None,
-    ) -> Dict[str, float]:
+        sgd: Optimizer | None = None,
+        losses: dict[str, float] | None = None,
+    ) -> dict[str, float]:
         losses = {} if losses is None else losses
         examples = list(examples)
         validate_examples(examples, "CausalLM.update")
@@ -127,7 +130,9 @@ class CausalLM(TrainablePipe):
     def get_loss(self, examples, scores):
         return 0.0, None
 
-    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+    def initialize(
+        self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None
+    ) -> None:
         """Load the LM and check the configuration against it."""
         sample = [eg.predicted for eg in islice(get_examples(), 2)]
         self.model.initialize(X=sample)

@@ -1,14 +1,15 @@
 """The `ember_ner` component: EMBER's probes decoded into typed entity spans."""
+
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
@@ -66,14 +67,14 @@ nO = null
 def make_ember_ner(
     nlp: Language,
     name: str,
-    model: Model[List[Doc], List[ProbeOutput]],
+    model: Model[list[Doc], list[ProbeOutput]],
     threshold: float,
     type_rule: str,
     reject_o: bool,
     spans_key: str,
     o_weight: float,
     span_pos_weight: float,
-    scorer: Optional[Callable],
+    scorer: Callable | None,
 ) -> "EmberNER":
     """EMBER NER reading a frozen causal LM through a listener.
 
@@ -82,13 +83,24 @@ def make_ember_ner(
     """
     if not any(isinstance(proc, CausalLM) for _, proc in nlp.pipeline):
         upstreams = [n.upstream_name for n in model.walk() if isinstance(n, LMListener)]
-        if upstreams and upstreams[0] in ("*", "causal_lm") and "causal_lm" not in nlp.component_names:
+        if (
+            upstreams
+            and upstreams[0] in ("*", "causal_lm")
+            and "causal_lm" not in nlp.component_names
+        ):
             logger.info("ember_ner: adding a 'causal_lm' component with the default backbone")
             nlp.add_pipe("causal_lm")
     return EmberNER(
-        nlp.vocab, model, name, threshold=threshold, type_rule=type_rule, reject_o=reject_o,
+        nlp.vocab,
+        model,
+        name,
+        threshold=threshold,
+        type_rule=type_rule,
+        reject_o=reject_o,
         spans_key=spans_key,
-        o_weight=o_weight, span_pos_weight=span_pos_weight, scorer=scorer,
+        o_weight=o_weight,
+        span_pos_weight=span_pos_weight,
+        scorer=scorer,
     )
 
 
@@ -108,7 +120,7 @@ class EmberNER(TrainablePipe):
         spans_key: str = "ember",
         o_weight: float = 1.0,
         span_pos_weight: float = 1.0,
-        scorer: Optional[Callable] = None,
+        scorer: Callable | None = None,
     ) -> None:
         if type_rule not in TYPE_RULES:
             raise ValueError(f"type_rule must be one of {TYPE_RULES}, got '{type_rule}'.")
@@ -118,7 +130,7 @@ class EmberNER(TrainablePipe):
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg = {
+        self.cfg: dict[str, Any] = {
             "labels": [],
             "threshold": threshold,
             "type_rule": type_rule,
@@ -129,11 +141,11 @@ class EmberNER(TrainablePipe):
         }
 
     @property
-    def labels(self) -> Tuple[str, ...]:
+    def labels(self) -> tuple[str, ...]:
         return tuple(self.cfg["labels"])
 
     @property
-    def label_data(self) -> List[str]:
+    def label_data(self) -> list[str]:
         return list(self.labels)
 
     def add_label(self, label: str) -> int:
@@ -147,13 +159,13 @@ class EmberNER(TrainablePipe):
         return 1
 
     # -- prediction -------------------------------------------------------------
-    def predict(self, docs: Iterable[Doc]) -> List[ProbeOutput]:
+    def predict(self, docs: Iterable[Doc]) -> list[ProbeOutput]:
         docs = list(docs)
         if not docs:
             return []
         return self.model.predict(docs)
 
-    def decode_doc(self, output: ProbeOutput, threshold: Optional[float] = None) -> List[Entity]:
+    def decode_doc(self, output: ProbeOutput, threshold: float | None = None) -> list[Entity]:
         ops = self.model.ops
         return decode(
             ops.to_numpy(output.type_logits),
@@ -165,14 +177,18 @@ class EmberNER(TrainablePipe):
             self.cfg["reject_o"],
         )
 
+    def entity_spans(self, doc: Doc, entities: Sequence[Entity]) -> list[Span]:
+        """Decoded entities as spans of `doc`, each with its most probable label."""
+        labels = self.labels
+        return [
+            Span(doc, e.start, e.end, label=labels[int(np.argmax(e.label_probs))]) for e in entities
+        ]
+
     def set_annotations(self, docs: Iterable[Doc], outputs: Sequence[ProbeOutput]) -> None:
         labels = self.labels
         for doc, output in zip(docs, outputs):
             entities = self.decode_doc(output)
-            spans = [
-                Span(doc, e.start, e.end, label=labels[int(np.argmax(e.label_probs))])
-                for e in entities
-            ]
+            spans = self.entity_spans(doc, entities)
             doc.set_ents(spans, default="outside")
             group = SpanGroup(doc, name=self.cfg["spans_key"], spans=spans)
             group.attrs["scores"] = np.array([e.score for e in entities], dtype="float32")
@@ -188,9 +204,9 @@ class EmberNER(TrainablePipe):
         examples: Iterable[Example],
         *,
         drop: float = 0.0,
-        sgd: Optional[Optimizer] = None,
-        losses: Optional[Dict[str, float]] = None,
-    ) -> Dict[str, float]:
+        sgd: Optimizer | None = None,
+        losses: dict[str, float] | None = None,
+    ) -> dict[str, float]:
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
@@ -206,7 +222,7 @@ class EmberNER(TrainablePipe):
         losses[self.name] += loss
         return losses
 
-    def targets(self, example: Example, output: ProbeOutput) -> Tuple[np.ndarray, np.ndarray, int]:
+    def targets(self, example: Example, output: ProbeOutput) -> tuple[np.ndarray, np.ndarray, int]:
         """Gold type per piece, gold flag per candidate, and gold spans not among candidates."""
         index = {label: i + 1 for i, label in enumerate(self.labels)}
         piece_types = np.zeros(len(output.type_logits), dtype=np.int64)
@@ -222,8 +238,8 @@ class EmberNER(TrainablePipe):
         return piece_types, is_gold, len(gold) - int(is_gold.sum())
 
     def get_loss(
-        self, examples: Iterable[Example], outputs: List[ProbeOutput]
-    ) -> Tuple[float, List[ProbeGradient]]:
+        self, examples: Iterable[Example], outputs: list[ProbeOutput]
+    ) -> tuple[float, list[ProbeGradient]]:
         """Weighted cross-entropy for the typing probe plus weighted binary
         cross-entropy for the span probe, each averaged over its rows."""
         ops = self.model.ops
@@ -243,7 +259,7 @@ class EmberNER(TrainablePipe):
         if unreachable:
             logger.debug("ember_ner: %d gold entities are not candidate spans", unreachable)
         loss = 0.0
-        gradients: List[ProbeGradient] = []
+        gradients: list[ProbeGradient] = []
         for (piece_types, t_w, is_gold, s_w), out in zip(per_doc, outputs):
             probs = softmax(ops.to_numpy(out.type_logits).astype("float64"))
             rows = np.arange(len(piece_types))
@@ -255,15 +271,17 @@ class EmberNER(TrainablePipe):
             bce = -(is_gold * np.log(p_span + 1e-12) + (1 - is_gold) * np.log(1 - p_span + 1e-12))
             loss += float((s_w * bce).sum() / max(s_total, 1))
             d_span = (p_span - is_gold) * s_w / max(s_total, 1)
-            gradients.append((ops.asarray2f(d_type.astype("float32")), ops.asarray1f(d_span.astype("float32"))))
+            gradients.append(
+                (ops.asarray2f(d_type.astype("float32")), ops.asarray1f(d_span.astype("float32")))
+            )
         return loss, gradients
 
     def initialize(
         self,
         get_examples: Callable[[], Iterable[Example]],
         *,
-        nlp: Optional[Language] = None,
-        labels: Optional[List[str]] = None,
+        nlp: Language | None = None,
+        labels: list[str] | None = None,
     ) -> None:
         """Collect labels from the data (or `labels`), and size the probes on a sample
         of docs run through the upstream LM."""
@@ -286,7 +304,7 @@ class EmberNER(TrainablePipe):
             docs = list(upstream.pipe(docs))
         self.model.initialize(X=docs)
 
-    def _upstream(self, nlp: Optional[Language]) -> Optional[CausalLM]:
+    def _upstream(self, nlp: Language | None) -> CausalLM | None:
         if nlp is None:
             return None
         for _, proc in nlp.pipeline:
