@@ -47,6 +47,8 @@ def main() -> None:
     texts = [d.text for d in load_conll("dev", nlp.vocab, args.sentences)]
     ids, _ = extractor.tokenize(texts)
     n_tokens = sum(len(x) + 2 for x in ids)  # start and lookahead tokens included
+    # Same batching as the extractor: sequences sorted by length, then padded per batch.
+    ids = sorted(ids, key=len)
     batches = []
     for b in range(0, len(ids), args.batch_size):
         seqs = [

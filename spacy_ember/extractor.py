@@ -1,7 +1,8 @@
 """Run the frozen LM over texts in windows and batches, and extract probe features."""
 
 import os
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,6 +189,23 @@ class FeatureExtractor:
                 if self.cache is not None:
                     self.cache.put(keys[i], raw)
         return [r for r in results if r is not None]
+
+    def prefill(self, texts: Iterable[str], chunk: int = 1024) -> None:
+        """Compute and cache the features of many texts, with a progress bar."""
+        from tqdm import tqdm
+
+        unique = list(dict.fromkeys(texts))
+        with tqdm(total=len(unique), desc="LM features", unit="text", leave=False) as bar:
+            for start in range(0, len(unique), chunk):
+                part = unique[start : start + chunk]
+                self.raw_features(part)
+                bar.update(len(part))
+        cache = self.cache
+        if cache is not None and cache.directory is None and len(cache) < len(unique):
+            warnings.warn(
+                f"The feature cache holds {len(cache)} of {len(unique)} training texts; raise "
+                "its max_mb or give it a directory, or the LM reruns every epoch."
+            )
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
         """Piece ids and character offsets of each text, without special tokens."""

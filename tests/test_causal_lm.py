@@ -190,3 +190,25 @@ def test_n_process_after_the_lm_ran_in_the_parent(lm_nlp):
             lm_nlp(text)._.ember_lm.attn.astype("float32"),
             atol=1e-2,
         )
+
+
+def test_initialize_prefills_the_cache(architecture):
+    from .helpers import make_examples
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("causal_lm", config=tiny_lm_config(architecture))
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    cache = nlp.get_pipe("causal_lm").extractor.cache
+    assert len(cache) == len(examples)
+    misses = cache.misses
+    list(nlp.pipe(eg.reference.text for eg in examples))
+    assert cache.misses == misses
+
+
+def test_prefill_warns_when_the_cache_is_too_small(architecture):
+    nlp = spacy.blank("en")
+    cache = {"@misc": "spacy-ember.FeatureCache.v1", "max_mb": 0.001}
+    nlp.add_pipe("causal_lm", config=tiny_lm_config(architecture, cache=cache))
+    with pytest.warns(UserWarning, match="raise its max_mb"):
+        nlp.get_pipe("causal_lm").extractor.prefill(["Berlin is large.", "Paris"])

@@ -15,7 +15,9 @@ from ..features import LMFeatures
 
 MISSING_FEATURES = (
     "'{name}' found no causal LM features on the doc. Add the LM component before it, "
-    "e.g. nlp.add_pipe('causal_lm', before='{name}'), and make sure it is not disabled."
+    "e.g. nlp.add_pipe('causal_lm', before='{name}'), and make sure it is not disabled. "
+    "It needs no [training] frozen_components entry (its weights never change); if you "
+    "freeze it anyway, also list it in annotating_components."
 )
 
 

@@ -131,11 +131,23 @@ class CausalLM(TrainablePipe):
         return 0.0, None
 
     def initialize(
-        self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Language | None = None,
+        prefill_cache: bool = True,
     ) -> None:
-        """Load the LM and check the configuration against it."""
+        """Load the LM and check the configuration against it.
+
+        prefill_cache: run the LM over all training texts now, in large length-sorted
+            batches, so that training batches (small and unsorted) only read the cache.
+            Set it in [initialize.components.causal_lm]; it needs a cache large enough
+            to hold the training set.
+        """
         sample = [eg.predicted for eg in islice(get_examples(), 2)]
         self.model.initialize(X=sample)
+        if prefill_cache and self.extractor.cache is not None:
+            self.extractor.prefill(eg.predicted.text for eg in get_examples())
 
     def add_label(self, label: str) -> int:
         raise NotImplementedError("causal_lm has no labels.")
