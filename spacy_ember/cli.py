@@ -60,6 +60,10 @@ def tune_decoding_cmd(
             f"| {r['threshold']} | {r['type_rule']} | {r['reject_o']} | {r['ents_f']:.4f} "
             f"| {r['ents_p']:.4f} | {r['ents_r']:.4f} |"
         )
+    for rule in dict.fromkeys(r["type_rule"] for r in results):
+        top = next(r for r in results if r["type_rule"] == rule)
+        f1, threshold = top["ents_f"], top["threshold"]
+        typer.echo(f"best with type_rule={rule}: F1 {f1:.4f} (threshold {threshold})")
     best = results[0]
     if output is not None:
         ner = nlp.get_pipe(component)

@@ -204,7 +204,8 @@ class FeatureExtractor:
         if cache is not None and cache.directory is None and len(cache) < len(unique):
             warnings.warn(
                 f"The feature cache holds {len(cache)} of {len(unique)} training texts; raise "
-                "its max_mb or give it a directory, or the LM reruns every epoch."
+                "its max_mb or give it a directory, or the LM reruns every epoch.",
+                stacklevel=2,
             )
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
