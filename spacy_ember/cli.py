@@ -66,8 +66,9 @@ def tune_decoding_cmd(
         typer.echo(f"best with type_rule={rule}: F1 {f1:.4f} (threshold {threshold})")
     best = results[0]
     if output is not None:
-        ner = nlp.get_pipe(component)
-        ner.cfg.update({k: best[k] for k in ("threshold", "type_rule", "reject_o")})
+        nlp.get_pipe(component).cfg.update(  # type: ignore[attr-defined]
+            {k: best[k] for k in ("threshold", "type_rule", "reject_o")}
+        )
         nlp.to_disk(output)
         chosen = ", ".join(f"{k}={best[k]}" for k in ("threshold", "type_rule", "reject_o"))
         typer.echo(f"saved {output} with {chosen}")

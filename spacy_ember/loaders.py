@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from spacy.util import registry
-from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .attention import ATTN_IMPLEMENTATION
 
@@ -265,35 +265,35 @@ def random_causal_lm(
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
-        config: PretrainedConfig
-        cls: type[PreTrainedModel]
-        if architecture == "llama":
-            config = LlamaConfig(
-                hidden_size=hidden_size,
-                intermediate_size=2 * hidden_size,
-                num_hidden_layers=n_layers,
-                num_attention_heads=n_heads,
-                num_key_value_heads=n_kv_heads,
-                vocab_size=len(tokenizer),
-                max_position_embeddings=max_positions,
-                **special,
-            )
-            cls = LlamaForCausalLM
-        elif architecture == "gpt2":
-            config = GPT2Config(
-                n_embd=hidden_size,
-                n_layer=n_layers,
-                n_head=n_heads,
-                vocab_size=len(tokenizer),
-                n_positions=max_positions,
-                **special,
-            )
-            cls = GPT2LMHeadModel
-        else:
+        if architecture not in ("llama", "gpt2"):
             raise ValueError(f"Unknown architecture '{architecture}': use 'llama' or 'gpt2'.")
+        model: PreTrainedModel
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = cls(config)
+            if architecture == "llama":
+                model = LlamaForCausalLM(
+                    LlamaConfig(
+                        hidden_size=hidden_size,
+                        intermediate_size=2 * hidden_size,
+                        num_hidden_layers=n_layers,
+                        num_attention_heads=n_heads,
+                        num_key_value_heads=n_kv_heads,
+                        vocab_size=len(tokenizer),
+                        max_position_embeddings=max_positions,
+                        **special,
+                    )
+                )
+            else:
+                model = GPT2LMHeadModel(
+                    GPT2Config(
+                        n_embd=hidden_size,
+                        n_layer=n_layers,
+                        n_head=n_heads,
+                        vocab_size=len(tokenizer),
+                        n_positions=max_positions,
+                        **special,
+                    )
+                )
         name = f"random-{architecture}-{hidden_size}x{n_layers}x{n_heads}-{vocab_size}-s{seed}"
         return freeze(model, tokenizer, name, torch.device("cpu"), torch.float32)
 

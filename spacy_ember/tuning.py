@@ -6,6 +6,7 @@ search costs seconds. Select on dev, report test once.
 
 from collections.abc import Iterable, Sequence
 from itertools import product
+from typing import cast
 
 from spacy.language import Language
 from spacy.scorer import Scorer
@@ -27,13 +28,11 @@ def tune_decoding(
     reject_o: Iterable[bool] = (True, False),
 ) -> list[dict]:
     """Dev scores of every decoding setting, best first."""
-    ner: EmberNER = nlp.get_pipe(component)
+    ner = cast(EmberNER, nlp.get_pipe(component))
     before = {k: ner.cfg[k] for k in ("threshold", "type_rule", "reject_o")}
-    docs = [nlp.make_doc(gold.text) for gold in gold_docs]
-    for name, proc in nlp.pipeline:
-        if name == component:
-            break
-        docs = list(proc.pipe(docs))
+    upstream = nlp.pipe_names[: nlp.pipe_names.index(component)]
+    with nlp.select_pipes(enable=upstream):
+        docs = list(nlp.pipe(gold.text for gold in gold_docs))
     outputs = ner.predict(docs)
     results = []
     try:

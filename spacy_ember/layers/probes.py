@@ -5,7 +5,9 @@ span probe: an MLP over the attention weights (all layers x heads) from the piec
 after a candidate span to the span's first piece -> "is an entity span".
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from spacy.tokens import Doc
@@ -90,7 +92,7 @@ def build_ember_probes(
     )
 
 
-ATTN_TRANSFORMS = {
+ATTN_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "none": lambda a: a,
     "sqrt": np.sqrt,
     "log": lambda a: np.log(a + 1e-6),
@@ -99,9 +101,8 @@ ATTN_TRANSFORMS = {
 
 def typing_inputs(model: Model, feats: list[LMFeatures]) -> Floats2d:
     """Hidden states of all docs' pieces, layers concatenated: (sum n_pieces + 1, L * D)."""
-    return model.ops.asarray2f(
-        np.concatenate([f.hidden.reshape(len(f.hidden), -1) for f in feats]).astype("float32")
-    )
+    X = np.concatenate([f.hidden.reshape(len(f.hidden), -1) for f in feats]).astype("float32")
+    return model.ops.asarray2f(cast(Floats2d, X))
 
 
 def span_inputs(
@@ -125,7 +126,7 @@ def span_inputs(
         idx = np.concatenate(rows + [np.zeros((0, 4), dtype=np.int64)])
         padded = np.concatenate([probs, np.zeros((1, probs.shape[1]), dtype="float32")])
         X = np.concatenate([X, padded[idx].reshape(len(idx), 4 * probs.shape[1])], axis=1)
-    return model.ops.asarray2f(X.astype("float32"))
+    return model.ops.asarray2f(cast(Floats2d, X.astype("float32")))
 
 
 def probes_forward(model: Model, docs: list[Doc], is_train: bool):

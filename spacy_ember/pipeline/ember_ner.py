@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from spacy.language import Language
@@ -12,6 +12,7 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
+from thinc.types import Floats1d, Floats2d
 
 from ..decoding import TYPE_RULES, Entity, decode, sigmoid, softmax
 from ..layers.listener import LMListener
@@ -272,7 +273,10 @@ class EmberNER(TrainablePipe):
             loss += float((s_w * bce).sum() / max(s_total, 1))
             d_span = (p_span - is_gold) * s_w / max(s_total, 1)
             gradients.append(
-                (ops.asarray2f(d_type.astype("float32")), ops.asarray1f(d_span.astype("float32")))
+                (
+                    ops.asarray2f(cast(Floats2d, d_type.astype("float32"))),
+                    ops.asarray1f(cast(Floats1d, d_span.astype("float32"))),
+                )
             )
         return loss, gradients
 
