@@ -36,6 +36,29 @@ def convert(
     )
 
 
+@app.command("convert-dataset")
+def convert_dataset(
+    dataset: str = typer.Argument(..., help="conll2003 or wnut17"),
+    data_dir: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="Folder with the corpora"
+    ),
+    output_dir: Path = typer.Argument(..., help="Where to write <dataset>-<split>.spacy"),
+    lang: str = typer.Option("en", help="Language of the blank vocab"),
+) -> None:
+    """Convert the train, dev and test splits of a known corpus to .spacy files."""
+    from .corpora import DATASETS
+
+    if dataset not in DATASETS:
+        typer.echo(f"error: unknown dataset '{dataset}'; known: {', '.join(DATASETS)}", err=True)
+        raise typer.Exit(1)
+    for split, relative in DATASETS[dataset].items():
+        source = data_dir / relative
+        if not source.is_file():
+            typer.echo(f"error: {source} not found (the {dataset} {split} split)", err=True)
+            raise typer.Exit(1)
+        convert(source, output_dir / f"{dataset}-{split}.spacy", lang)
+
+
 @app.command("tune-decoding")
 def tune_decoding_cmd(
     model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline"),

@@ -11,6 +11,21 @@ from spacy.vocab import Vocab
 
 Sentence = tuple[list[str], list[str]]
 
+# Where each known corpus keeps its splits, relative to a data directory (the layout of
+# ../shared/data; point data_dir at your own copy with the same layout).
+DATASETS: dict[str, dict[str, str]] = {
+    "conll2003": {
+        "train": "conll2003_en/iob2/train.txt",
+        "dev": "conll2003_en/iob2/dev.txt",
+        "test": "conll2003_en/iob2/test.txt",
+    },
+    "wnut17": {
+        "train": "wnut17/wnut17train.conll",
+        "dev": "wnut17/emerging.dev.conll",
+        "test": "wnut17/emerging.test.annotated",
+    },
+}
+
 
 class CorpusFormatError(ValueError):
     pass

@@ -1,0 +1,45 @@
+"""The spacy project workflow end to end on a tiny sample with the tiny random LM."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from thinc.api import Config
+
+from .helpers import tiny_lm_config
+from .test_corpora import CONLL
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_workflow_all_on_tiny_sample(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "project.yml", project)
+    config = Config().from_disk(ROOT / "configs" / "ember.cfg", interpolate=False)
+    config["components"]["causal_lm"]["model"].update(tiny_lm_config()["model"])
+    (project / "configs").mkdir()
+    config.to_disk(project / "configs" / "tiny.cfg")
+    data = tmp_path / "data" / "conll2003_en" / "iob2"
+    data.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (data / f"{split}.txt").write_text(CONLL, encoding="utf8")
+    variables = {
+        "data_dir": str(tmp_path / "data"),
+        "config": "configs/tiny.cfg",
+        "max_steps": 6,
+        "eval_frequency": 3,
+    }
+    args = [f"--vars.{k}={v}" for k, v in variables.items()]
+    run = subprocess.run(
+        [sys.executable, "-m", "spacy", "project", "run", "all", str(project), *args],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "3 sentences, 9 tokens, 4 entities" in run.stdout
+    for split in ("dev", "test"):
+        metrics = json.loads((project / "metrics" / f"conll2003-{split}.json").read_text())
+        assert 0.0 <= metrics["ents_f"] <= 1.0 and "ents_per_type" in metrics
