@@ -171,6 +171,9 @@ def hf_causal_lm(
             gguf_path = path / gguf
             if not gguf_path.is_file():
                 raise ValueError(f"GGUF file not found: {gguf_path}")
+            # Named by file name and size, not location, so feature caches carry over
+            # between environments holding the same file.
+            ident = f"{gguf_path.name}:{gguf_path.stat().st_size}"
             if not convert_gguf:
                 model, tok = _load_pretrained(
                     str(path),
@@ -179,12 +182,11 @@ def hf_causal_lm(
                     gguf_file=gguf,
                     trust_remote_code=trust_remote_code,
                 )
-                model.hf_quantizer = None
-                return freeze(model, tok, str(gguf_path), dev, torch_dtype)
+                return freeze(model, tok, ident, dev, torch_dtype)
             target = _gguf_cache_dir(gguf_path, cache_dir)
             if not (target / "config.json").is_file():
                 _convert_gguf(gguf_path, target)
-            source, ident = str(target), str(gguf_path)
+            source = str(target)
         else:
             looks_local = path.is_absolute() or name.startswith(".") or path.exists()
             if looks_local and not path.is_dir():
