@@ -98,6 +98,28 @@ def tune_decoding_cmd(
 
 
 @app.command()
+def visualize(
+    model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline"),
+    data_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Gold docs (.spacy)"),
+    output: Path = typer.Argument(..., help="HTML file to write"),
+    n_docs: int = typer.Option(50, "--n-docs", "-n", help="How many docs to show"),
+) -> None:
+    """Write a displaCy page of predicted entities (with scores) next to gold ones."""
+    from itertools import islice
+
+    import spacy
+    from spacy.tokens import DocBin
+
+    from .visualize import render_comparison
+
+    nlp = spacy.load(model)
+    gold = list(islice(DocBin().from_disk(data_path).get_docs(nlp.vocab), n_docs))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_comparison(nlp, gold, f"{model} on {data_path.name}"), encoding="utf8")
+    typer.echo(f"{output}: {len(gold)} docs")
+
+
+@app.command()
 def info() -> None:
     """Versions of spacy-ember and the libraries it runs on."""
     import spacy

@@ -43,3 +43,4 @@ def test_workflow_all_on_tiny_sample(tmp_path):
     for split in ("dev", "test"):
         metrics = json.loads((project / "metrics" / f"conll2003-{split}.json").read_text())
         assert 0.0 <= metrics["ents_f"] <= 1.0 and "ents_per_type" in metrics
+    assert (project / "visualize" / "conll2003.html").read_text().count("<h3>gold</h3>") == 3
