@@ -72,7 +72,7 @@ def tune_decoding_cmd(
     import spacy
     from spacy.tokens import DocBin
 
-    from .tuning import tune_decoding
+    from .tuning import DECODING_SETTINGS, tune_decoding
 
     nlp = spacy.load(model)
     gold = list(DocBin().from_disk(dev_path).get_docs(nlp.vocab))
@@ -90,10 +90,10 @@ def tune_decoding_cmd(
     best = results[0]
     if output is not None:
         nlp.get_pipe(component).cfg.update(  # type: ignore[attr-defined]
-            {k: best[k] for k in ("threshold", "type_rule", "reject_o")}
+            {k: best[k] for k in DECODING_SETTINGS}
         )
         nlp.to_disk(output)
-        chosen = ", ".join(f"{k}={best[k]}" for k in ("threshold", "type_rule", "reject_o"))
+        chosen = ", ".join(f"{k}={best[k]}" for k in DECODING_SETTINGS)
         typer.echo(f"saved {output} with {chosen}")
 
 

@@ -186,8 +186,8 @@ class FeatureExtractor:
             computed = self._compute([texts[i] for i in todo])
             for i, raw in zip(todo, computed):
                 results[i] = raw
-                if self.cache is not None:
-                    self.cache.put(keys[i], raw)
+                if cache is not None:
+                    cache.put(keys[i], raw)
         return [r for r in results if r is not None]
 
     def prefill(self, texts: Iterable[str], chunk: int = 1024) -> None:

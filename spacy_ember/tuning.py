@@ -16,6 +16,8 @@ from spacy.training import Example
 from .decoding import TYPE_RULES
 from .pipeline.ember_ner import EmberNER
 
+# The ember_ner settings that decoding reads and tuning chooses.
+DECODING_SETTINGS = ("threshold", "type_rule", "reject_o")
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
@@ -29,7 +31,7 @@ def tune_decoding(
 ) -> list[dict]:
     """Dev scores of every decoding setting, best first."""
     ner = cast(EmberNER, nlp.get_pipe(component))
-    before = {k: ner.cfg[k] for k in ("threshold", "type_rule", "reject_o")}
+    before = {k: ner.cfg[k] for k in DECODING_SETTINGS}
     upstream = nlp.pipe_names[: nlp.pipe_names.index(component)]
     with nlp.select_pipes(enable=upstream):
         docs = list(nlp.pipe(gold.text for gold in gold_docs))
