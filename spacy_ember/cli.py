@@ -120,6 +120,52 @@ def visualize(
 
 
 @app.command()
+def report(
+    metrics: list[Path] = typer.Argument(..., exists=True, help="spacy evaluate JSON files"),
+    output: Path = typer.Option(None, "--output", "-o", help="Markdown file to write"),
+) -> None:
+    """Print (and write) a markdown table of entity P/R/F and per-type F."""
+    from .report import metrics_table
+
+    table = metrics_table(metrics)
+    typer.echo(table)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(table, encoding="utf8")
+
+
+@app.command()
+def benchmark(
+    model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline"),
+    data_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Docs (.spacy)"),
+    output: Path = typer.Option(None, "--output", "-o", help="JSON file to write"),
+    n_docs: int = typer.Option(300, "--n-docs", "-n", help="How many docs to run"),
+    repeats: int = typer.Option(3, help="Interleaved rounds; medians are reported"),
+    batch_size: int = typer.Option(64, help="nlp.pipe batch size"),
+) -> None:
+    """Throughput (words/s) with and without ember_ner: what the probes add to the LM."""
+    import json
+    from itertools import islice
+
+    import spacy
+    from spacy.tokens import DocBin
+
+    from .report import pipeline_throughput
+
+    nlp = spacy.load(model)
+    texts = [doc.text for doc in islice(DocBin().from_disk(data_path).get_docs(nlp.vocab), n_docs)]
+    result = pipeline_throughput(nlp, texts, repeats=repeats, batch_size=batch_size)
+    typer.echo(
+        f"{result['n_words']} words: {result['words_per_s_with_ember_ner']:.0f} words/s with "
+        f"ember_ner, {result['words_per_s_without_ember_ner']:.0f} without; probes add "
+        f"{100 * result['overhead']:.1f}% time (throughput ratio {result['throughput_ratio']:.3f})"
+    )
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2), encoding="utf8")
+
+
+@app.command()
 def info() -> None:
     """Versions of spacy-ember and the libraries it runs on."""
     import spacy

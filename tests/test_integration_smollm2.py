@@ -12,7 +12,7 @@ import spacy
 from spacy.training import Example
 
 from spacy_ember.corpora import read_bio, sentence_to_doc
-from spacy_ember.loaders import hf_causal_lm, packaged_gguf
+from spacy_ember.loaders import EMBEDDED_MODEL, hf_causal_lm
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ CONLL = DATA / "conll2003_en" / "iob2"
 
 @pytest.fixture(scope="module")
 def smollm2():
-    return packaged_gguf()()
+    return hf_causal_lm(EMBEDDED_MODEL)()
 
 
 def conll(split, vocab, n):

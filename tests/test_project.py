@@ -31,6 +31,8 @@ def test_workflow_all_on_tiny_sample(tmp_path):
         "config": "configs/tiny.cfg",
         "max_steps": 6,
         "eval_frequency": 3,
+        "layers": "[2]",
+        "benchmark_docs": 3,
     }
     args = [f"--vars.{k}={v}" for k, v in variables.items()]
     run = subprocess.run(
@@ -44,3 +46,10 @@ def test_workflow_all_on_tiny_sample(tmp_path):
         metrics = json.loads((project / "metrics" / f"conll2003-{split}.json").read_text())
         assert 0.0 <= metrics["ents_f"] <= 1.0 and "ents_per_type" in metrics
     assert (project / "visualize" / "conll2003.html").read_text().count("<h3>gold</h3>") == 3
+    table = (project / "metrics" / "conll2003.md").read_text()
+    assert "| conll2003-dev |" in table and "| conll2003-test |" in table and "LOC F" in table
+    speed = json.loads((project / "metrics" / "conll2003-throughput.json").read_text())
+    assert speed["n_texts"] == 3 and speed["n_words"] == 9
+    assert speed["words_per_s_with_ember_ner"] > 0 and speed["throughput_ratio"] > 0
+    trained = Config().from_disk(project / "training" / "conll2003" / "model-best" / "config.cfg")
+    assert trained["components"]["causal_lm"]["model"]["layers"] == [2]

@@ -15,7 +15,7 @@ from ..loaders import LoadedLM
 @registry.architectures("spacy-ember.CausalLM.v1")
 def build_causal_lm_model(
     loader: Callable[[], LoadedLM],
-    layers: Sequence[int] = (16,),
+    layers: Sequence[int] = (8, 16),
     attn_window: int = 16,
     max_length: int = 512,
     context: int = 64,
@@ -25,7 +25,8 @@ def build_causal_lm_model(
 ) -> Model[list[Doc], list[LMFeatures]]:
     """A frozen decoder-only LM read for EMBER's probes.
 
-    layers: hidden layers given to the typing probe (0 = embeddings, -1 = last).
+    layers: hidden layers given to the typing probe, concatenated (0 = embeddings,
+        -1 = last).
     attn_window: W, how many pieces back each query's attention row is kept.
     max_length / context: longer texts run in windows of max_length tokens that repeat
         `context` pieces of left context (context >= attn_window).

