@@ -4,5 +4,15 @@ from .about import __version__
 from .features import LMFeatures, RawFeatures
 from .pipeline.causal_lm import CausalLM
 from .pipeline.ember_ner import EmberNER
+from .streaming import StreamEvent, generate_with_entities, stream
 
-__all__ = ["__version__", "CausalLM", "EmberNER", "LMFeatures", "RawFeatures"]
+__all__ = [
+    "__version__",
+    "CausalLM",
+    "EmberNER",
+    "LMFeatures",
+    "RawFeatures",
+    "StreamEvent",
+    "generate_with_entities",
+    "stream",
+]

@@ -33,6 +33,8 @@ class BandRecorder:
     def __init__(self, window: int) -> None:
         self.window = window
         self.bands: dict[int, torch.Tensor] = {}
+        # Streaming switches recording off for steps whose band no span can use.
+        self.active = True
 
     def record(self, layer_idx: int, band: torch.Tensor) -> None:
         self.bands[layer_idx] = band
@@ -79,6 +81,8 @@ def attention_band(
     """
     B, H, Tq, D = query.shape
     Tk = key.shape[2]
+    if Tq == 1 and attention_mask is None:
+        return _single_query_band(query, key, scaling, window, softcap)
     if key.shape[1] != H:
         key = key.repeat_interleave(H // key.shape[1], dim=1)
     scale = scaling if scaling is not None else D**-0.5
@@ -116,6 +120,30 @@ def attention_band(
     return torch.cat(bands, dim=2)
 
 
+def _single_query_band(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    scaling: float | None,
+    window: int,
+    softcap: float | None,
+) -> torch.Tensor:
+    """`attention_band` for one unmasked query (a generation step), in few tensor ops:
+    grouped-query heads read their key head without copying keys."""
+    B, H, _, D = query.shape
+    Hkv, Tk = key.shape[1], key.shape[2]
+    scale = scaling if scaling is not None else D**-0.5
+    q = query.float().reshape(B, Hkv, H // Hkv, D)  # head h reads key head h // (H // Hkv)
+    scores = torch.matmul(q, key.float().transpose(-1, -2)) * scale
+    if softcap is not None:
+        scores = softcap * torch.tanh(scores / softcap)
+    lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+    n = min(window + 1, Tk)
+    band = torch.exp(scores[..., Tk - n :] - lse).flip(-1)  # [d] = weight to q - d
+    if n < window + 1:
+        band = torch.nn.functional.pad(band, (0, window + 1 - n))
+    return band.reshape(B, H, 1, window + 1)
+
+
 def ember_sdpa_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -131,7 +159,7 @@ def ember_sdpa_attention(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )
     recorder = _RECORDER.get()
-    if recorder is not None:
+    if recorder is not None and recorder.active:
         band = attention_band(
             query, key, attention_mask, scaling, recorder.window, kwargs.get("softcap")
         )

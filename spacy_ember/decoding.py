@@ -42,6 +42,23 @@ def span_type_probs(
     raise ValueError(f"Unknown type rule '{rule}': use one of {TYPE_RULES}.")
 
 
+def label_probs(with_o: np.ndarray) -> np.ndarray:
+    """A span's distribution over entity labels: its type distribution without O, renormalised."""
+    probs = with_o[1:]
+    total = probs.sum()
+    return probs / total if total > 0 else np.full_like(probs, 1.0 / len(probs))
+
+
+def select_non_overlapping(entities: list[Entity]) -> list[Entity]:
+    """Highest score first, skipping any entity that overlaps one already taken;
+    returned in document order. Ties keep the given order."""
+    taken: list[Entity] = []
+    for ent in sorted(entities, key=lambda e: -e.score):
+        if all(ent.end <= t.start or t.end <= ent.start for t in taken):
+            taken.append(ent)
+    return sorted(taken, key=lambda e: e.start)
+
+
 def decode(
     type_logits: np.ndarray,
     span_logits: np.ndarray,
@@ -55,27 +72,16 @@ def decode(
     skipping any that overlap a span already taken. Returned in document order.
 
     reject_o: drop a span whose type distribution puts most mass on O (as STOKE does),
-        instead of forcing an entity label on it.
+        instead of forcing an entity label on it; a dropped span blocks nothing.
     """
     if len(candidates) == 0:
         return []
     span_probs = sigmoid(span_logits.astype("float64"))
     type_probs = softmax(type_logits.astype("float64"))
-    order = np.argsort(-span_probs, kind="stable")
-    taken = np.zeros(len(align), dtype=bool)
-    entities = []
-    for i in order:
-        if span_probs[i] < threshold:
-            break
+    viable = []
+    for i in np.nonzero(span_probs >= threshold)[0]:
         start, end = int(candidates[i, 0]), int(candidates[i, 1])
-        if taken[start:end].any():
-            continue
         with_o = span_type_probs(type_probs, align, start, end, type_rule)
-        if reject_o and with_o.argmax() == 0:
-            continue
-        probs = with_o[1:]
-        total = probs.sum()
-        probs = probs / total if total > 0 else np.full_like(probs, 1.0 / len(probs))
-        taken[start:end] = True
-        entities.append(Entity(start, end, float(span_probs[i]), probs))
-    return sorted(entities, key=lambda e: e.start)
+        if not (reject_o and with_o.argmax() == 0):
+            viable.append(Entity(start, end, float(span_probs[i]), label_probs(with_o)))
+    return select_non_overlapping(viable)

@@ -92,3 +92,25 @@ def test_band_rows_are_probabilities():
     band = attention_band(q, k, None, None, window=10)
     # The window covers every earlier key, so each row sums to one.
     assert torch.allclose(band.sum(-1), torch.ones(1, 2, 6), atol=1e-5)
+
+
+@pytest.mark.parametrize("n_keys", [3, 6, 40])
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])
+@pytest.mark.parametrize("softcap", [None, 20.0])
+def test_single_query_fast_path_equals_general_path(n_keys, kv_heads, softcap):
+    torch.manual_seed(n_keys + kv_heads)
+    q, k = torch.randn(2, 4, 1, 8), torch.randn(2, kv_heads, n_keys, 8)
+    fast = attention_band(q, k, None, 0.3, window=W, softcap=softcap)
+    everything = torch.ones(2, 1, 1, n_keys, dtype=torch.bool)  # forces the general path
+    general = attention_band(q, k, everything, 0.3, window=W, softcap=softcap)
+    assert fast.shape == general.shape == (2, 4, 1, W + 1)
+    assert torch.allclose(fast, general, atol=1e-6)
+
+
+def test_inactive_recorder_records_nothing():
+    model = tiny_model("llama")
+    model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    with record_attention(W) as rec, torch.no_grad():
+        rec.active = False
+        model(torch.randint(3, 100, (1, 5)))
+    assert rec.bands == {}

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from thinc.api import Config
 
+from spacy_ember.loaders import random_causal_lm
+
 from .helpers import tiny_lm_config
 from .test_corpora import CONLL
 
@@ -18,8 +20,15 @@ def test_workflow_all_on_tiny_sample(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "project.yml", project)
+    # A tiny random LM saved as a local model directory: the project's `model` var
+    # reaches the HFCausalLM loader as it would with a hub name or a user's model.
+    lm = random_causal_lm("gpt2")()
+    lm.model.save_pretrained(tmp_path / "tiny-lm")
+    lm.tokenizer.save_pretrained(tmp_path / "tiny-lm")
     config = Config().from_disk(ROOT / "configs" / "ember.cfg", interpolate=False)
-    config["components"]["causal_lm"]["model"].update(tiny_lm_config()["model"])
+    tiny = tiny_lm_config()["model"]
+    del tiny["loader"]
+    config["components"]["causal_lm"]["model"].update(tiny)
     (project / "configs").mkdir()
     config.to_disk(project / "configs" / "tiny.cfg")
     data = tmp_path / "data" / "conll2003_en" / "iob2"
@@ -32,6 +41,7 @@ def test_workflow_all_on_tiny_sample(tmp_path):
         "max_steps": 6,
         "eval_frequency": 3,
         "layers": "[2]",
+        "model": str(tmp_path / "tiny-lm"),
         "benchmark_docs": 3,
     }
     args = [f"--vars.{k}={v}" for k, v in variables.items()]
@@ -53,3 +63,4 @@ def test_workflow_all_on_tiny_sample(tmp_path):
     assert speed["words_per_s_with_ember_ner"] > 0 and speed["throughput_ratio"] > 0
     trained = Config().from_disk(project / "training" / "conll2003" / "model-best" / "config.cfg")
     assert trained["components"]["causal_lm"]["model"]["layers"] == [2]
+    assert trained["paths"]["model"] == str(tmp_path / "tiny-lm")

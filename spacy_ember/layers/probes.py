@@ -105,28 +105,46 @@ def typing_inputs(model: Model, feats: list[LMFeatures]) -> Floats2d:
     return model.ops.asarray2f(cast(Floats2d, X))
 
 
+def boundary_rows(query: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """(n, 4) pieces whose types the span probe reads with `boundary_types`: the piece
+    before the span (-1 when the span starts the text), its first and last pieces and
+    the lookahead (query) piece."""
+    first = query - offset
+    return np.stack([np.where(first > 0, first - 1, -1), first, query - 1, query], axis=1)
+
+
+def span_features(
+    model: Model, attn_vectors: np.ndarray, boundary_probs: np.ndarray | None
+) -> Floats2d:
+    """The span probe's input: (n, layers * heads) attention vectors, transformed, then
+    with `boundary_types` the (n, 4, n_types) boundary type distributions flattened."""
+    X = ATTN_TRANSFORMS[model.attrs["attn_transform"]](attn_vectors.astype("float32"))
+    if model.attrs["boundary_types"]:
+        assert boundary_probs is not None
+        flat = boundary_probs.reshape(len(X), 4 * boundary_probs.shape[-1]).astype("float32")
+        X = np.concatenate([X, flat], axis=1)
+    return model.ops.asarray2f(cast(Floats2d, X))
+
+
 def span_inputs(
     model: Model, feats: list[LMFeatures], cands: list[np.ndarray], type_logits: Floats2d
 ) -> Floats2d:
     """Per candidate: the attention vector from the lookahead piece to the span's first
     piece, optionally followed by boundary type distributions."""
-    transform = ATTN_TRANSFORMS[model.attrs["attn_transform"]]
     n_attn = feats[0].attn.shape[2]
-    parts = [transform(f.attn[c[:, 2], c[:, 3]].astype("float32")) for f, c in zip(feats, cands)]
-    X = np.concatenate(parts + [np.zeros((0, n_attn), dtype="float32")])
+    parts = [f.attn[c[:, 2], c[:, 3]] for f, c in zip(feats, cands)]
+    attn = np.concatenate(parts + [np.zeros((0, n_attn), dtype="float32")])
+    boundary = None
     if model.attrs["boundary_types"]:
         probs = softmax(model.ops.to_numpy(type_logits).astype("float32"))
+        padded = np.concatenate([probs, np.zeros((1, probs.shape[1]), dtype="float32")])
         rows, start = [], 0
         for f, c in zip(feats, cands):
-            q, d = c[:, 2] + start, c[:, 3]
-            first = q - d
-            before = np.where(c[:, 2] - d > 0, first - 1, -1)
-            rows.append(np.stack([before, first, q - 1, q], axis=1))
+            local = boundary_rows(c[:, 2], c[:, 3])
+            rows.append(np.where(local >= 0, local + start, -1))
             start += len(f.hidden)
-        idx = np.concatenate(rows + [np.zeros((0, 4), dtype=np.int64)])
-        padded = np.concatenate([probs, np.zeros((1, probs.shape[1]), dtype="float32")])
-        X = np.concatenate([X, padded[idx].reshape(len(idx), 4 * probs.shape[1])], axis=1)
-    return model.ops.asarray2f(cast(Floats2d, X.astype("float32")))
+        boundary = padded[np.concatenate(rows + [np.zeros((0, 4), dtype=np.int64)])]
+    return span_features(model, attn, boundary)
 
 
 def probes_forward(model: Model, docs: list[Doc], is_train: bool):

@@ -186,18 +186,21 @@ class EmberNER(TrainablePipe):
         ]
 
     def set_annotations(self, docs: Iterable[Doc], outputs: Sequence[ProbeOutput]) -> None:
-        labels = self.labels
         for doc, output in zip(docs, outputs):
-            entities = self.decode_doc(output)
-            spans = self.entity_spans(doc, entities)
-            doc.set_ents(spans, default="outside")
-            group = SpanGroup(doc, name=self.cfg["spans_key"], spans=spans)
-            group.attrs["scores"] = np.array([e.score for e in entities], dtype="float32")
-            group.attrs["labels"] = list(labels)
-            group.attrs["label_probs"] = np.array(
-                [e.label_probs for e in entities], dtype="float32"
-            ).reshape(len(entities), len(labels))
-            doc.spans[self.cfg["spans_key"]] = group
+            self.annotate(doc, self.decode_doc(output))
+
+    def annotate(self, doc: Doc, entities: Sequence[Entity]) -> None:
+        """Write decoded entities to doc.ents and to doc.spans[spans_key] with their scores."""
+        labels = self.labels
+        spans = self.entity_spans(doc, entities)
+        doc.set_ents(spans, default="outside")
+        group = SpanGroup(doc, name=self.cfg["spans_key"], spans=spans)
+        group.attrs["scores"] = np.array([e.score for e in entities], dtype="float32")
+        group.attrs["labels"] = list(labels)
+        group.attrs["label_probs"] = np.array(
+            [e.label_probs for e in entities], dtype="float32"
+        ).reshape(len(entities), len(labels))
+        doc.spans[self.cfg["spans_key"]] = group
 
     # -- training ---------------------------------------------------------------
     def update(
@@ -303,12 +306,12 @@ class EmberNER(TrainablePipe):
         set_output_width(self.model.get_ref("typing_probe"), len(self.labels) + 1)
         docs = [eg.predicted for eg in islice(get_examples(), 10) if len(eg.predicted)]
         docs = [d.copy() for d in docs]
-        upstream = self._upstream(nlp)
+        upstream = self.upstream(nlp)
         if upstream is not None:
             docs = list(upstream.pipe(docs))
         self.model.initialize(X=docs)
 
-    def _upstream(self, nlp: Language | None) -> CausalLM | None:
+    def upstream(self, nlp: Language | None) -> CausalLM | None:
         if nlp is None:
             return None
         for _, proc in nlp.pipeline:

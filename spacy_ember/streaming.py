@@ -1,0 +1,322 @@
+"""Named-entity recognition while the pipeline's LM generates text (EMBER's streaming).
+
+`stream(nlp, prompt)` runs transformers' `generate` on the LM that `causal_lm` loaded
+(KV cache on, attention through SDPA) and yields events as it goes: a "token" event
+for each piece once the LM has read it, "entity" as soon as the piece after a span
+arrives, "retract" if a later overlapping span scores higher, and a final "end" event
+whose `doc` holds the generated text with its entities. Batch size 1.
+"""
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from spacy.language import Language
+from spacy.tokens import Doc
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from .incremental import EntityChange, IncrementalNER
+from .taps import LMTaps
+
+
+@dataclass
+class StreamEvent:
+    """kind: "token" | "entity" | "retract" | "end". Offsets index the generated text.
+
+    token: `text` is the piece, `token_id` its id, `label` its typing-probe label ("O"
+    if none; None for a final piece the LM never read). entity / retract: the span, its
+    label and score.
+    end: `doc` is the generated text as a Doc with entities (doc.ents, doc.spans).
+    """
+
+    kind: str
+    text: str = ""
+    start_char: int = 0
+    end_char: int = 0
+    label: str | None = None
+    score: float | None = None
+    token_id: int | None = None
+    doc: Doc | None = field(default=None, repr=False)
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 60
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    chat: bool | None = None  # None: use the chat template if the tokenizer has one
+
+
+class _EntityStreamer(BaseStreamer):
+    """Called by `generate` with each new token, between forward passes: reads the
+    features of the piece the LM has just read, then registers the new token."""
+
+    def __init__(self, run: "_StreamRun") -> None:
+        self.run = run
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.run.read_last()
+        self.run.add_token(int(value.reshape(-1)[0]))
+
+    def end(self) -> None:
+        pass
+
+
+class _StreamRun:
+    """The state of one generation: token ids, text, and the incremental NER."""
+
+    def __init__(self, nlp: Language, component: str, emit: Callable[[StreamEvent], None]):
+        self.ner = IncrementalNER(nlp, component)
+        self.extractor = self.ner.ner.upstream(nlp).extractor  # type: ignore[attr-defined, union-attr]
+        self.lm = self.extractor.lm
+        self.emit = emit
+        self.ids: list[int] = []
+        self.text = ""
+        self.ranges: list[tuple[int, int]] = []  # char range of each generated piece
+        self.stop_ids = _stop_ids(self.lm.model, self.lm.tokenizer)
+        self.stopped = False
+        self.taps = LMTaps(self.lm.model, self.extractor.layers, self.extractor.attn_window)
+
+    def add_token(self, token_id: int) -> None:
+        """A sampled token, not yet read by the LM. A stop token ends the text; other
+        special tokens are pieces without text."""
+        if token_id in self.stop_ids:
+            self.stopped = True
+            return
+        self.ids.append(token_id)
+        text = self.lm.tokenizer.decode(
+            self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        common = 0
+        for a, b in zip(self.text, text):
+            if a != b:
+                break
+            common += 1
+        self.ranges.append((min(common, len(self.text)), len(text)))
+        self.text = text
+        self.taps.recorder.active = self.ner.needs_band()
+
+    def _unread(self) -> int:
+        return len(self.ranges) - len(self.ner.offsets)
+
+    def read_last(self) -> None:
+        """Read the features of the last piece, which the LM has just processed."""
+        band = self.taps.band()
+        if self._unread() > 0:
+            self._read_rows(self.taps.hidden()[-1:], None if band is None else band[-1:])
+
+    def _read_rows(self, hidden: np.ndarray, band: np.ndarray | None) -> None:
+        for k in range(len(hidden)):
+            b = None if band is None else band[k]
+            if self._unread() > 0:
+                start, end = self.ranges[len(self.ner.offsets)]
+                changes = self.ner.read(self.text, start, end, hidden[k], b)
+                self._emit_changes(changes)
+                labels = ("O", *self.ner.labels)
+                label = labels[int(np.argmax(self.ner.type_logits[-1]))]
+                token_id = self.ids[len(self.ner.offsets) - 1]
+                self.emit(
+                    StreamEvent("token", self.text[start:end], start, end, label, None, token_id)
+                )
+            else:
+                self._emit_changes(self.ner.read_lookahead(hidden[k], b))
+
+    def _emit_changes(self, changes: list[EntityChange]) -> None:
+        for c in changes:
+            kind = "entity" if c.added else "retract"
+            text = self.text[c.start_char : c.end_char]
+            self.emit(StreamEvent(kind, text, c.start_char, c.end_char, c.label, c.score))
+
+    def finish(self, past_key_values) -> Doc:
+        """Close spans still open: read the last piece if unread, then the EOS lookahead.
+
+        This costs one more forward pass, spent only when a span may be open (the last
+        piece read is typed as an entity); otherwise nothing is open and the final
+        piece, if the LM never read it, stays untyped.
+        """
+        self.ner.text = self.text
+        if self.ner.needs_band() and past_key_values is not None:
+            feed = [self.ids[-1]] if self._unread() > 0 else []
+            feed.append(self.extractor.lookahead_token_id)
+            self.taps.recorder.active = True
+            with torch.no_grad():
+                self.lm.model(
+                    input_ids=torch.tensor([feed], device=self.lm.device),
+                    past_key_values=past_key_values,
+                    use_cache=True,
+                )
+            self._read_rows(self.taps.hidden(), self.taps.band())
+        for k in range(len(self.ner.offsets), len(self.ranges)):
+            start, end = self.ranges[k]
+            self.emit(
+                StreamEvent("token", self.text[start:end], start, end, None, None, self.ids[k])
+            )
+        doc = self.ner.to_doc()
+        self.emit(StreamEvent("end", self.text, 0, len(self.text), doc=doc))
+        return doc
+
+
+def prompt_ids(nlp: Language, prompt: str, chat: bool | None, component: str) -> list[int]:
+    """Token ids the LM starts from: the chat template if there is one (or chat=True),
+    else the start token and the raw prompt, as in batch mode."""
+    extractor = nlp.get_pipe(component).upstream(nlp).extractor  # type: ignore[attr-defined]
+    tokenizer = extractor.lm.tokenizer
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if chat and not has_template:
+        raise ValueError(
+            f"The tokenizer of '{extractor.lm.name}' has no chat template; use chat=False "
+            "(the raw prompt is continued)."
+        )
+    if chat or (chat is None and has_template):
+        messages = [{"role": "user", "content": prompt}]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if isinstance(ids, Mapping) else ids
+        return [int(i) for i in ids]
+    raw = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return [extractor.start_token_id, *raw]
+
+
+def _check(nlp: Language, component: str, n_prompt: int, settings: GenerationSettings) -> None:
+    if settings.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {settings.max_new_tokens}.")
+    model = nlp.get_pipe(component).upstream(nlp).extractor.lm.model  # type: ignore[attr-defined]
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(
+        model.config, "n_positions", None
+    )
+    if limit is not None and n_prompt + settings.max_new_tokens + 2 > limit:
+        raise ValueError(
+            f"The prompt has {n_prompt} tokens; with max_new_tokens={settings.max_new_tokens} "
+            f"(and the end-of-text lookahead) that exceeds the LM's context of {limit} tokens. "
+            "Shorten the prompt or lower max_new_tokens."
+        )
+
+
+def _stop_ids(model, tokenizer) -> set[int]:
+    """Tokens that end generation: the generation config's EOS ids and the tokenizer's."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+class _Stop(StoppingCriteria):
+    def __init__(self, flag: threading.Event) -> None:
+        self.flag = flag
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool)
+
+
+def generate_with_entities(
+    nlp: Language,
+    prompt: str,
+    emit: Callable[[StreamEvent], None],
+    settings: GenerationSettings | None = None,
+    component: str = "ember_ner",
+    stop: threading.Event | None = None,
+    **generate_kwargs,
+) -> Doc:
+    """Generate from `prompt`, calling `emit` with each event; returns the finished Doc.
+
+    generate_kwargs: passed on to transformers' `generate` (e.g. repetition_penalty,
+        logits_processor).
+    """
+    settings = settings or GenerationSettings()
+    if component not in nlp.pipe_names:
+        raise ValueError(
+            f"Streaming needs a trained '{component}' component; the pipeline has {nlp.pipe_names}."
+        )
+    ids = prompt_ids(nlp, prompt, settings.chat, component)
+    _check(nlp, component, len(ids), settings)
+    run = _StreamRun(nlp, component, emit)
+    lm = run.lm
+    tokenizer = lm.tokenizer
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    sampling = (
+        {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+        if settings.do_sample
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
+    input_ids = torch.tensor([ids], device=lm.device)
+    pad = (
+        tokenizer.pad_token_id
+        if tokenizer.pad_token_id is not None
+        else run.extractor.lookahead_token_id
+    )
+    with run.taps:
+        run.taps.recorder.active = False
+        with torch.no_grad():
+            out = lm.model.generate(
+                input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=settings.max_new_tokens,
+                streamer=_EntityStreamer(run),
+                stopping_criteria=StoppingCriteriaList([_Stop(stop or threading.Event())]),
+                return_dict_in_generate=True,
+                pad_token_id=pad,
+                **sampling,
+                **generate_kwargs,
+            )
+        return run.finish(out.past_key_values)
+
+
+def stream(
+    nlp: Language,
+    prompt: str,
+    *,
+    max_new_tokens: int = 60,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    chat: bool | None = None,
+    component: str = "ember_ner",
+    **generate_kwargs,
+) -> Iterator[StreamEvent]:
+    """Generate text from `prompt` and yield token, entity and end events as they happen.
+
+    chat: apply the tokenizer's chat template (None: if it has one); otherwise the raw
+        prompt is continued after the start token, as batch mode reads a text.
+    generate_kwargs: passed on to transformers' `generate`.
+    Generation runs in a background thread; closing the iterator early stops it.
+    """
+    settings = GenerationSettings(max_new_tokens, do_sample, temperature, top_p, seed, chat)
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            generate_with_entities(
+                nlp, prompt, events.put, settings, component, stop, **generate_kwargs
+            )
+        except BaseException as err:  # re-raised in the consumer
+            events.put(err)
+        finally:
+            events.put(done)
+
+    thread = threading.Thread(target=work, name="spacy-ember-stream", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = events.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

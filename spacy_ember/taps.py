@@ -1,0 +1,90 @@
+"""Read a causal LM's hidden states and attention band from each forward pass it makes.
+
+During generation the LM runs through transformers' `generate`; spacy-ember does not
+run it again. Forward hooks keep the hidden states of the configured layers (the same
+tensors `output_hidden_states` would return) and the `ember_sdpa` attention records the
+attention band when a recorder is active.
+"""
+
+from collections.abc import Sequence
+from contextlib import ExitStack
+
+import numpy as np
+import torch
+
+from .attention import BandRecorder, record_attention
+
+
+def _blocks_and_norm(model: torch.nn.Module) -> tuple[Sequence[torch.nn.Module], torch.nn.Module]:
+    base = getattr(model, "base_model", model)
+    blocks = getattr(base, "layers", None) or getattr(base, "h", None)
+    norm = getattr(base, "norm", None) or getattr(base, "ln_f", None)
+    if blocks is None or norm is None:
+        raise ValueError(
+            f"Cannot find the decoder layers of {type(model).__name__} (looked for "
+            "`layers`/`h` and `norm`/`ln_f`): streaming supports Llama-, Gemma- and GPT-2-style "
+            "models."
+        )
+    return blocks, norm
+
+
+class LMTaps:
+    """Within `with LMTaps(...) as taps:`, keep the hidden states hidden_states[l]
+    (l in `layers`) of every forward pass, and the attention band while
+    `taps.recorder.active` is set.
+
+    hidden_states[l] is the input of decoder layer l for l < n_layers, and the final
+    norm's output for l = n_layers, as in transformers' `output_hidden_states`.
+    """
+
+    def __init__(self, model: torch.nn.Module, layers: Sequence[int], window: int) -> None:
+        self.model = model
+        self.window = window
+        blocks, _ = _blocks_and_norm(model)
+        n = len(blocks)
+        self.layers = [layer if layer >= 0 else n + 1 + layer for layer in layers]
+        self._states: dict[int, torch.Tensor] = {}
+        self._stack = ExitStack()
+        self.recorder = BandRecorder(window)
+
+    def __enter__(self) -> "LMTaps":
+        blocks, norm = _blocks_and_norm(self.model)
+        for slot, layer in enumerate(self.layers):
+            if layer < len(blocks):
+                hook = blocks[layer].register_forward_pre_hook(
+                    self._pre_hook(slot), with_kwargs=True
+                )
+            else:
+                hook = norm.register_forward_hook(self._post_hook(slot))
+            self._stack.callback(hook.remove)
+        self.recorder = self._stack.enter_context(record_attention(self.window))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def _pre_hook(self, slot: int):
+        def hook(module, args, kwargs):
+            self._states[slot] = args[0] if args else kwargs["hidden_states"]
+
+        return hook
+
+    def _post_hook(self, slot: int):
+        def hook(module, args, output):
+            self._states[slot] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    def hidden(self) -> np.ndarray:
+        """(T, n_layers, width): the last forward pass's hidden states (batch item 0)."""
+        states = [self._states[slot][0] for slot in range(len(self.layers))]
+        return torch.stack(states, dim=1).float().cpu().numpy()
+
+    def band(self) -> np.ndarray | None:
+        """(T, W + 1, layers * heads) of the last forward pass if it was recorded; the
+        recording is consumed, so a later unrecorded pass returns None."""
+        if not self.recorder.bands:
+            return None
+        band = self.recorder.stacked()[0].float().cpu().numpy()
+        self.recorder.bands.clear()
+        return band
