@@ -132,13 +132,12 @@ def _single_query_band(
     B, H, _, D = query.shape
     Hkv, Tk = key.shape[1], key.shape[2]
     scale = scaling if scaling is not None else D**-0.5
-    q = query.float().reshape(B, Hkv, H // Hkv, D)  # head h reads key head h // (H // Hkv)
-    scores = torch.matmul(q, key.float().transpose(-1, -2)) * scale
+    q = query.float().reshape(B, Hkv, H // Hkv, D) * scale  # head h reads key head h // (H // Hkv)
+    scores = torch.matmul(q, key.float().transpose(-1, -2))
     if softcap is not None:
         scores = softcap * torch.tanh(scores / softcap)
-    lse = torch.logsumexp(scores, dim=-1, keepdim=True)
     n = min(window + 1, Tk)
-    band = torch.exp(scores[..., Tk - n :] - lse).flip(-1)  # [d] = weight to q - d
+    band = torch.softmax(scores, dim=-1)[..., Tk - n :].flip(-1)  # [d] = weight to q - d
     if n < window + 1:
         band = torch.nn.functional.pad(band, (0, window + 1 - n))
     return band.reshape(B, H, 1, window + 1)

@@ -68,6 +68,7 @@ class IncrementalNER:
         self.text = ""
         self.offsets: list[tuple[int, int]] = []
         self.type_logits: list[np.ndarray] = []
+        self.entity_typed: list[bool] = []  # typing-probe argmax is not O, per piece read
         self.scored: list[Entity] = []  # spans above threshold; start/end are char offsets
         self.selected: list[Entity] = []
 
@@ -79,19 +80,23 @@ class IncrementalNER:
     def needs_band(self) -> bool:
         """Whether the next piece's attention band can matter to any span.
 
-        Spans closed by the next piece end at the last piece read. With reject_o, a span
-        whose type is O is dropped, so unless a piece in reach is typed as an entity
-        (the last one for type_rule "last"), the band need not be computed at all.
+        Spans closed by the next piece end at the last piece read and start at most W
+        pieces back. With reject_o, a span typed O is dropped, so the band is needed only
+        if such a span can be typed as an entity: for type_rule "last" the last piece
+        is; for "first" some piece in reach is; for "mean" the mean over some suffix
+        of the pieces read is. Otherwise the band is not computed at all.
         """
-        n = self.n_read
         if not self.reject_o:
-            return n > 0
-        reach = (
-            self.type_logits[n - 1 :]
-            if self.type_rule == "last"
-            else self.type_logits[-self.window :]
-        )
-        return any(int(np.argmax(row)) != 0 for row in reach)
+            return self.n_read > 0
+        if self.type_rule == "last":
+            return bool(self.entity_typed[-1:]) and self.entity_typed[-1]
+        if not any(self.entity_typed[-self.window :]):
+            return False
+        if self.type_rule == "first":
+            return True
+        recent = softmax(np.stack(self.type_logits[-self.window :][::-1]).astype("float64"))
+        means = np.cumsum(recent, axis=0) / np.arange(1, len(recent) + 1)[:, None]
+        return bool((means.argmax(axis=1) != 0).any())
 
     def read(
         self,
@@ -120,6 +125,7 @@ class IncrementalNER:
         query = self.n_read
         x = hidden.astype(self.feature_dtype).astype("float32").reshape(1, -1)
         self.type_logits.append(self.model.ops.to_numpy(self.typing.predict(x))[0])
+        self.entity_typed.append(int(np.argmax(self.type_logits[-1])) != 0)
         if band is None or query == 0:
             return []
         band = band.astype(self.feature_dtype).astype("float32")

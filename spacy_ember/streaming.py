@@ -97,12 +97,12 @@ class _StreamRun:
         text = self.lm.tokenizer.decode(
             self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
-        common = 0
-        for a, b in zip(self.text, text):
-            if a != b:
-                break
-            common += 1
-        self.ranges.append((min(common, len(self.text)), len(text)))
+        if text.startswith(self.text):
+            common = len(self.text)
+        else:  # a multi-byte character completed: earlier text changed
+            diff = (i for i, (a, b) in enumerate(zip(self.text, text)) if a != b)
+            common = next(diff, min(len(self.text), len(text)))
+        self.ranges.append((common, len(text)))
         self.text = text
         self.taps.recorder.active = self.ner.needs_band()
 

@@ -18,7 +18,7 @@ from .pipeline.ember_ner import EmberNER
 
 # The ember_ner settings that decoding reads and tuning chooses.
 DECODING_SETTINGS = ("threshold", "type_rule", "reject_o")
-THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def tune_decoding(
