@@ -93,7 +93,7 @@ def main() -> None:
     fixed = {"max_new_tokens": n, "min_new_tokens": n}
     inputs = [torch.tensor([prompt_ids(nlp, p, None, "ember_ner")]) for p in PROMPTS]
     greedy = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    pad = lm.tokenizer.pad_token_id or extractor.lookahead_token_id
+    pad = extractor.pad_token_id
 
     def plain(impl: str, streamer=None):
         def run() -> None:

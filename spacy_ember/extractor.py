@@ -56,6 +56,12 @@ def plan_windows(n_pieces: int, max_length: int, context: int, text_idx: int = 0
     return windows
 
 
+def context_size(lm: LoadedLM) -> int | None:
+    """The longest input the LM's position embeddings allow, if its config says."""
+    config = lm.model.config
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
 class FeatureExtractor:
     """Owns the frozen LM (loaded on first use) and turns docs into `LMFeatures`."""
 
@@ -111,9 +117,7 @@ class FeatureExtractor:
                         f"Layer {layer} does not exist in '{lm.name}': hidden layers are "
                         f"0 (embeddings) to {n_layers}, or negative from the end."
                     )
-            model_max = getattr(lm.model.config, "max_position_embeddings", None) or getattr(
-                lm.model.config, "n_positions", None
-            )
+            model_max = context_size(lm)
             if model_max is not None and self.max_length > model_max:
                 raise ValueError(
                     f"max_length ({self.max_length}) exceeds the context size of '{lm.name}' "
@@ -152,6 +156,12 @@ class FeatureExtractor:
     def lookahead_token_id(self) -> int:
         """Appended after each text so spans ending at its last word have a lookahead."""
         return int(self.lm.tokenizer.eos_token_id)
+
+    @property
+    def pad_token_id(self) -> int:
+        """Padding for batched inputs: the tokenizer's pad token, else the lookahead (EOS)."""
+        pad = self.lm.tokenizer.pad_token_id
+        return self.lookahead_token_id if pad is None else int(pad)
 
     @property
     def signature(self) -> str:
@@ -231,8 +241,7 @@ class FeatureExtractor:
             for w in plan_windows(len(p), self.max_length, self.context, i)
         ]
         windows.sort(key=lambda w: w.stop - w.ctx)
-        pad_id = lm.tokenizer.pad_token_id
-        pad_id = self.lookahead_token_id if pad_id is None else pad_id
+        pad_id = self.pad_token_id
         for b in range(0, len(windows), self.batch_size):
             batch = windows[b : b + self.batch_size]
             seqs = [

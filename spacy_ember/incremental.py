@@ -25,7 +25,7 @@ from .decoding import (
     span_type_probs,
 )
 from .features import LMFeatures, RawFeatures
-from .layers.probes import boundary_rows, span_features
+from .layers.probes import boundary_rows, boundary_type_probs, span_features
 
 
 @dataclass
@@ -50,6 +50,7 @@ class IncrementalNER:
     def __init__(self, nlp: Language, component: str = "ember_ner") -> None:
         ner = nlp.get_pipe(component)
         extractor = ner.upstream(nlp).extractor  # type: ignore[attr-defined, union-attr]
+        self.extractor = extractor
         self.ner = ner
         self.make_doc = nlp.make_doc
         self.model = ner.model  # type: ignore[attr-defined]
@@ -89,7 +90,7 @@ class IncrementalNER:
         if not self.reject_o:
             return self.n_read > 0
         if self.type_rule == "last":
-            return bool(self.entity_typed[-1:]) and self.entity_typed[-1]
+            return any(self.entity_typed[-1:])
         if not any(self.entity_typed[-self.window :]):
             return False
         if self.type_rule == "first":
@@ -156,9 +157,7 @@ class IncrementalNER:
         cands = cands[keep]
         boundary = None
         if self.model.attrs["boundary_types"]:
-            probs = softmax(logits.astype("float32"))
-            padded = np.concatenate([probs, np.zeros((1, probs.shape[1]), dtype="float32")])
-            boundary = padded[boundary_rows(cands[:, 2], cands[:, 3])]
+            boundary = boundary_type_probs(logits, boundary_rows(cands[:, 2], cands[:, 3]))
         X = span_features(self.model, band[cands[:, 3]], boundary)
         scores = sigmoid(self.model.ops.to_numpy(self.span.predict(X))[:, 0].astype("float64"))
         passed = False

@@ -19,6 +19,7 @@ from spacy.tokens import Doc
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from .extractor import FeatureExtractor, context_size
 from .incremental import EntityChange, IncrementalNER
 from .taps import LMTaps
 
@@ -77,21 +78,19 @@ class _StreamRun:
 
     def __init__(self, nlp: Language, component: str, emit: Callable[[StreamEvent], None]):
         self.ner = IncrementalNER(nlp, component)
-        self.extractor = self.ner.ner.upstream(nlp).extractor  # type: ignore[attr-defined, union-attr]
+        self.extractor = self.ner.extractor
         self.lm = self.extractor.lm
         self.emit = emit
         self.ids: list[int] = []
         self.text = ""
         self.ranges: list[tuple[int, int]] = []  # char range of each generated piece
         self.stop_ids = _stop_ids(self.lm.model, self.lm.tokenizer)
-        self.stopped = False
         self.taps = LMTaps(self.lm.model, self.extractor.layers, self.extractor.attn_window)
 
     def add_token(self, token_id: int) -> None:
         """A sampled token, not yet read by the LM. A stop token ends the text; other
         special tokens are pieces without text."""
         if token_id in self.stop_ids:
-            self.stopped = True
             return
         self.ids.append(token_id)
         text = self.lm.tokenizer.decode(
@@ -140,9 +139,9 @@ class _StreamRun:
     def finish(self, past_key_values) -> Doc:
         """Close spans still open: read the last piece if unread, then the EOS lookahead.
 
-        This costs one more forward pass, spent only when a span may be open (the last
-        piece read is typed as an entity); otherwise nothing is open and the final
-        piece, if the LM never read it, stays untyped.
+        This costs one more forward pass, spent only when a span may be open
+        (`needs_band`); otherwise nothing is open and the final piece, if the LM never
+        read it, stays untyped.
         """
         self.ner.text = self.text
         if self.ner.needs_band() and past_key_values is not None:
@@ -166,10 +165,14 @@ class _StreamRun:
         return doc
 
 
+def _extractor(nlp: Language, component: str) -> FeatureExtractor:
+    return nlp.get_pipe(component).upstream(nlp).extractor  # type: ignore[attr-defined]
+
+
 def prompt_ids(nlp: Language, prompt: str, chat: bool | None, component: str) -> list[int]:
     """Token ids the LM starts from: the chat template if there is one (or chat=True),
     else the start token and the raw prompt, as in batch mode."""
-    extractor = nlp.get_pipe(component).upstream(nlp).extractor  # type: ignore[attr-defined]
+    extractor = _extractor(nlp, component)
     tokenizer = extractor.lm.tokenizer
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if chat and not has_template:
@@ -181,7 +184,7 @@ def prompt_ids(nlp: Language, prompt: str, chat: bool | None, component: str) ->
         messages = [{"role": "user", "content": prompt}]
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         ids = ids["input_ids"] if isinstance(ids, Mapping) else ids
-        return [int(i) for i in ids]
+        return [int(i) for i in ids]  # type: ignore[arg-type, union-attr]
     raw = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     return [extractor.start_token_id, *raw]
 
@@ -189,10 +192,7 @@ def prompt_ids(nlp: Language, prompt: str, chat: bool | None, component: str) ->
 def _check(nlp: Language, component: str, n_prompt: int, settings: GenerationSettings) -> None:
     if settings.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {settings.max_new_tokens}.")
-    model = nlp.get_pipe(component).upstream(nlp).extractor.lm.model  # type: ignore[attr-defined]
-    limit = getattr(model.config, "max_position_embeddings", None) or getattr(
-        model.config, "n_positions", None
-    )
+    limit = context_size(_extractor(nlp, component).lm)
     if limit is not None and n_prompt + settings.max_new_tokens + 2 > limit:
         raise ValueError(
             f"The prompt has {n_prompt} tokens; with max_new_tokens={settings.max_new_tokens} "
@@ -241,7 +241,6 @@ def generate_with_entities(
     _check(nlp, component, len(ids), settings)
     run = _StreamRun(nlp, component, emit)
     lm = run.lm
-    tokenizer = lm.tokenizer
     if settings.seed is not None:
         torch.manual_seed(settings.seed)
     sampling = (
@@ -250,11 +249,6 @@ def generate_with_entities(
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
     input_ids = torch.tensor([ids], device=lm.device)
-    pad = (
-        tokenizer.pad_token_id
-        if tokenizer.pad_token_id is not None
-        else run.extractor.lookahead_token_id
-    )
     with run.taps:
         run.taps.recorder.active = False
         with torch.no_grad():
@@ -265,7 +259,7 @@ def generate_with_entities(
                 streamer=_EntityStreamer(run),
                 stopping_criteria=StoppingCriteriaList([_Stop(stop or threading.Event())]),
                 return_dict_in_generate=True,
-                pad_token_id=pad,
+                pad_token_id=run.extractor.pad_token_id,
                 **sampling,
                 **generate_kwargs,
             )

@@ -38,24 +38,21 @@ class LMTaps:
     """
 
     def __init__(self, model: torch.nn.Module, layers: Sequence[int], window: int) -> None:
-        self.model = model
         self.window = window
-        blocks, _ = _blocks_and_norm(model)
-        n = len(blocks)
+        self.blocks, self.norm = _blocks_and_norm(model)
+        n = len(self.blocks)
         self.layers = [layer if layer >= 0 else n + 1 + layer for layer in layers]
         self._states: dict[int, torch.Tensor] = {}
         self._stack = ExitStack()
         self.recorder = BandRecorder(window)
 
     def __enter__(self) -> "LMTaps":
-        blocks, norm = _blocks_and_norm(self.model)
         for slot, layer in enumerate(self.layers):
-            if layer < len(blocks):
-                hook = blocks[layer].register_forward_pre_hook(
-                    self._pre_hook(slot), with_kwargs=True
-                )
+            if layer < len(self.blocks):
+                block = self.blocks[layer]
+                hook = block.register_forward_pre_hook(self._pre_hook(slot), with_kwargs=True)
             else:
-                hook = norm.register_forward_hook(self._post_hook(slot))
+                hook = self.norm.register_forward_hook(self._post_hook(slot))
             self._stack.callback(hook.remove)
         self.recorder = self._stack.enter_context(record_attention(self.window))
         return self

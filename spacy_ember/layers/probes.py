@@ -113,6 +113,13 @@ def boundary_rows(query: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return np.stack([np.where(first > 0, first - 1, -1), first, query - 1, query], axis=1)
 
 
+def boundary_type_probs(type_logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(n, 4, n_types) typing distributions at `rows` (from `boundary_rows`; -1 gives zeros)."""
+    probs = softmax(type_logits.astype("float32"))
+    padded = np.concatenate([probs, np.zeros((1, probs.shape[1]), dtype="float32")])
+    return padded[rows]
+
+
 def span_features(
     model: Model, attn_vectors: np.ndarray, boundary_probs: np.ndarray | None
 ) -> Floats2d:
@@ -136,14 +143,13 @@ def span_inputs(
     attn = np.concatenate(parts + [np.zeros((0, n_attn), dtype="float32")])
     boundary = None
     if model.attrs["boundary_types"]:
-        probs = softmax(model.ops.to_numpy(type_logits).astype("float32"))
-        padded = np.concatenate([probs, np.zeros((1, probs.shape[1]), dtype="float32")])
         rows, start = [], 0
         for f, c in zip(feats, cands):
             local = boundary_rows(c[:, 2], c[:, 3])
             rows.append(np.where(local >= 0, local + start, -1))
             start += len(f.hidden)
-        boundary = padded[np.concatenate(rows + [np.zeros((0, 4), dtype=np.int64)])]
+        idx = np.concatenate(rows + [np.zeros((0, 4), dtype=np.int64)])
+        boundary = boundary_type_probs(model.ops.to_numpy(type_logits), idx)
     return span_features(model, attn, boundary)
 
 
