@@ -1,7 +1,9 @@
 """Per-token latency of generation with and without EMBER's streaming NER.
 
-Paths, run interleaved (order rotated every repetition) on the same prompts, greedy,
-with exactly --new-tokens tokens each:
+Paths, run interleaved (order rotated every repetition) on the same prompts, greedy, so
+every path generates the same tokens: each answer runs to its end-of-sequence token or
+--new-tokens, whichever comes first (--fixed-length: exactly --new-tokens, EOS
+suppressed, so every text is cut by the length limit):
   sdpa         plain `generate`, SDPA attention (the fastest plain path)
   eager        plain `generate`, eager attention (what returns attention weights)
   ember_sdpa   plain `generate` with spacy-ember's attention registered, not recording
@@ -11,6 +13,10 @@ with exactly --new-tokens tokens each:
   ember_iter   the same through the `stream()` iterator (background thread + queue)
   rerun_ner    the paper's baseline: plain generation, and after every new token the
                whole pipeline (causal_lm + ember_ner) re-run on the text generated so far
+
+Besides the paired wall-clock ratios, the ember path is instrumented: the time spent in
+spacy-ember's own code per token (`overhead_instrumented` = that time over the rest of
+the ember path's time), which host speed drifts cannot blur.
 
     python benchmarks/streaming_latency.py training/conll2003/model-tuned
 """
@@ -29,6 +35,7 @@ import spacy  # noqa: E402
 import torch  # noqa: E402
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
+from spacy_ember import streaming  # noqa: E402
 from spacy_ember.attention import ATTN_IMPLEMENTATION  # noqa: E402
 from spacy_ember.streaming import (  # noqa: E402
     GenerationSettings,
@@ -38,11 +45,11 @@ from spacy_ember.streaming import (  # noqa: E402
 )
 
 PROMPTS = [
-    "Write a news sentence about a German chancellor.",
-    "Tell me about Paris.",
-    "Who founded Microsoft and where is it based?",
-    "Describe a football match between Manchester United and Real Madrid.",
-    "Write about the United Nations and its Secretary-General.",
+    "Write one news sentence about a German chancellor.",
+    "In one sentence, what is Paris famous for?",
+    "In one sentence: who founded Microsoft and where is it based?",
+    "Write one sentence about a football match between Manchester United and Real Madrid.",
+    "In one sentence, what does the Secretary-General of the United Nations do?",
 ]
 RATIOS = [
     ("overhead_vs_same_attention", "ember", "ember_sdpa"),
@@ -52,6 +59,30 @@ RATIOS = [
     ("rerun_ner_vs_sdpa", "rerun_ner", "sdpa"),
 ]
 RESULTS = Path(__file__).parent / "results" / "streaming_latency.json"
+
+
+class EmberClock:
+    """Time spent in spacy-ember's own code while streaming (reading each step's
+    features, probes, decoding, events, and the closing pass), as a drift-free
+    complement to the wall-clock ratios: the LM's own forward passes are excluded."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.closing = 0.0
+        for cls, name in ((streaming._EntityStreamer, "put"), (streaming._StreamRun, "finish")):
+            setattr(cls, name, self._timed(getattr(cls, name), name == "finish"))
+
+    def _timed(self, method, closing: bool):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - start
+                self.seconds += spent
+                self.closing += spent if closing else 0.0
+
+        return timed
 
 
 class RerunNER(BaseStreamer):
@@ -77,8 +108,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path, help="trained pipeline (causal_lm + ember_ner)")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--fixed-length", action="store_true", help="suppress EOS: exactly --new-tokens each"
+    )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
     parser.add_argument(
         "--paths", nargs="+", default=None, help="a subset of the paths, for quick checks"
     )
@@ -90,39 +124,41 @@ def main() -> None:
     lm = extractor.lm
     model = lm.model
     n = args.new_tokens
-    fixed = {"max_new_tokens": n, "min_new_tokens": n}
+    fixed = {"max_new_tokens": n, "min_new_tokens": n if args.fixed_length else None}
     inputs = [torch.tensor([prompt_ids(nlp, p, None, "ember_ner")]) for p in PROMPTS]
     greedy = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     pad = extractor.pad_token_id
 
     def plain(impl: str, streamer=None):
-        def run() -> None:
+        def run(i: int) -> None:
             model.set_attn_implementation(impl)
             try:
-                for ids in inputs:
-                    model.generate(
-                        ids,
-                        attention_mask=torch.ones_like(ids),
-                        pad_token_id=pad,
-                        streamer=streamer() if streamer else None,
-                        **greedy,
-                        **fixed,
-                    )
+                model.generate(
+                    inputs[i],
+                    attention_mask=torch.ones_like(inputs[i]),
+                    pad_token_id=pad,
+                    streamer=streamer() if streamer else None,
+                    **greedy,
+                    **fixed,
+                )
             finally:
                 model.set_attn_implementation(ATTN_IMPLEMENTATION)
 
         return run
 
     settings = GenerationSettings(max_new_tokens=n)
+    length = {"min_new_tokens": fixed["min_new_tokens"]}
 
-    def ember() -> None:
-        for prompt in PROMPTS:
-            generate_with_entities(nlp, prompt, lambda e: None, settings, min_new_tokens=n)
+    clock = EmberClock()
+    ember_code = [0.0] * args.repeats
+    closing = [0.0] * args.repeats
 
-    def ember_iter() -> None:
-        for prompt in PROMPTS:
-            for _ in stream(nlp, prompt, max_new_tokens=n, min_new_tokens=n):
-                pass
+    def ember(i: int) -> None:
+        generate_with_entities(nlp, PROMPTS[i], lambda e: None, settings, **length)
+
+    def ember_iter(i: int) -> None:
+        for _ in stream(nlp, PROMPTS[i], max_new_tokens=n, **length):
+            pass
 
     paths = {
         "sdpa": plain("sdpa"),
@@ -136,46 +172,94 @@ def main() -> None:
     }
     if args.paths:
         paths = {name: paths[name] for name in args.paths}
-    entities = []
-    for prompt in PROMPTS:  # warm-up, and the entities found, for the record
-        doc = generate_with_entities(nlp, prompt, lambda e: None, settings, min_new_tokens=n)
-        entities.append([(e.text, e.label_) for e in doc.ents])
+    entities, n_tokens = [], 0
+    for prompt, ids in zip(PROMPTS, inputs):  # warm-up, and what is generated, for the record
+        events: list = []
+        doc = generate_with_entities(nlp, prompt, events.append, settings, **length)
+        tokens = [e.token_id for e in events if e.kind == "token"]
+        entities.append({"text": doc.text, "ents": [(e.text, e.label_) for e in doc.ents]})
+        out = model.generate(
+            ids, attention_mask=torch.ones_like(ids), pad_token_id=pad, **greedy, **fixed
+        )
+        plain_tokens = out[0, ids.shape[1] :].tolist()
+        if plain_tokens[: len(tokens)] != tokens:
+            raise RuntimeError(
+                f"Streaming generated other tokens than plain generate for {prompt!r}"
+            )
+        n_tokens += len(plain_tokens)  # the EOS included: it costs a forward pass too
     for run in paths.values():
-        run()
-    per_token: dict[str, list[float]] = {name: [] for name in paths}
+        run(0)
+    # Interleaved prompt by prompt, the order of the paths rotating, so that the host's
+    # speed drifts (large on this VM) hit every path alike; ratios are paired per
+    # repetition (same prompts, back to back) and their median reported.
+    seconds = {name: [0.0] * args.repeats for name in paths}
     names = list(paths)
     for rep in range(args.repeats):
-        order = names[rep % len(names) :] + names[: rep % len(names)]
-        for name in order:
-            start = time.perf_counter()
-            paths[name]()
-            per_token[name].append(1000 * (time.perf_counter() - start) / (n * len(PROMPTS)))
-        done = ", ".join(f"{k} {v[-1]:.1f}" for k, v in per_token.items())
-        print(f"repetition {rep + 1}: {done}", flush=True)
+        for i in range(len(PROMPTS)):
+            shift = (rep * len(PROMPTS) + i) % len(names)
+            for name in names[shift:] + names[:shift]:
+                in_code, in_closing = clock.seconds, clock.closing
+                start = time.perf_counter()
+                paths[name](i)
+                seconds[name][rep] += time.perf_counter() - start
+                if name == "ember":
+                    ember_code[rep] += clock.seconds - in_code
+                    closing[rep] += clock.closing - in_closing
+        done = ", ".join(f"{k} {1000 * v[rep] / n_tokens:.1f}" for k, v in seconds.items())
+        print(f"repetition {rep + 1} (ms/token): {done}", flush=True)
+    per_token = {name: [1000 * t / n_tokens for t in v] for name, v in seconds.items()}
     median = {name: statistics.median(v) for name, v in per_token.items()}
+    # The LM's share of the ember path is its time minus spacy-ember's code.
+    instrumented = (
+        statistics.median(
+            code / (total - code)
+            for code, total in zip(ember_code, seconds.get("ember", ember_code))
+        )
+        if "ember" in seconds
+        else None
+    )
+    ratios = {
+        key: statistics.median(x / y - 1 for x, y in zip(seconds[a], seconds[b]))
+        for key, a, b in RATIOS
+        if a in seconds and b in seconds
+    }
     result = {
-        "command": "python benchmarks/streaming_latency.py " + str(args.model),
+        "command": "python benchmarks/streaming_latency.py "
+        + str(args.model)
+        + (" --fixed-length" if args.fixed_length else ""),
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
         "model": lm.name,
         "torch_threads": torch.get_num_threads(),
         "prompts": PROMPTS,
-        "new_tokens_per_prompt": n,
+        "max_new_tokens": n,
+        "fixed_length": args.fixed_length,
+        "generated_tokens": n_tokens,
         "repeats": args.repeats,
         "ms_per_token_median": median,
         "ms_per_token_all": per_token,
-        **{key: median[a] / median[b] - 1 for key, a, b in RATIOS if a in median and b in median},
-        "entities_found": entities,
+        **ratios,
+        "overhead_instrumented": instrumented,
+        "ember_code_ms_per_token": statistics.median(1000 * t / n_tokens for t in ember_code),
+        "closing_pass_ms_per_token": statistics.median(1000 * t / n_tokens for t in closing),
+        "generations": entities,
     }
-    print("\n| path | ms/token (median) | vs sdpa |\n|---|---|---|")
+    print("\n| path | ms/token (median) |\n|---|---|")
     for name, value in median.items():
-        print(f"| {name} | {value:.2f} | {100 * (value / median['sdpa'] - 1):+.1f}% |")
-    for key, *_ in RATIOS:
-        if key in result:
+        print(f"| {name} | {value:.2f} |")
+    for key in [k for k, *_ in RATIOS] + ["overhead_instrumented"]:
+        if result.get(key) is not None:
             print(f"{key} {100 * result[key]:+.2f}%")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2), encoding="utf8")
+    print(
+        f"spacy-ember code while streaming: {result['ember_code_ms_per_token']:.3f} ms/token, "
+        f"of which the closing pass {result['closing_pass_ms_per_token']:.3f}"
+    )
+    output = args.output or RESULTS.with_stem(
+        RESULTS.stem + ("_fixed_length" if args.fixed_length else "")
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2), encoding="utf8")
 
 
 if __name__ == "__main__":

@@ -28,29 +28,71 @@ _RECORDER: ContextVar[Optional["BandRecorder"]] = ContextVar("ember_band_recorde
 
 
 class BandRecorder:
-    """Collects, per layer, the attention band (batch, heads, queries, W + 1)."""
+    """Collects, per layer, the attention band (batch, heads, queries, W + 1).
+
+    A generation step (one unmasked query) only keeps references to the layer's query
+    and key states; `stacked` then computes the band of all such layers in one batched
+    pass, instead of a dozen small tensor operations inside every layer.
+    """
 
     def __init__(self, window: int) -> None:
         self.window = window
         self.bands: dict[int, torch.Tensor] = {}
+        self.deferred: dict[int, tuple[torch.Tensor, torch.Tensor, float | None, float | None]] = {}
         # Streaming switches recording off for steps whose band no span can use.
         self.active = True
 
     def record(self, layer_idx: int, band: torch.Tensor) -> None:
         self.bands[layer_idx] = band
 
+    def defer(
+        self,
+        layer_idx: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        scaling: float | None,
+        softcap: float | None,
+    ) -> None:
+        self.deferred[layer_idx] = (query, key, scaling, softcap)
+
+    def __bool__(self) -> bool:
+        return bool(self.bands or self.deferred)
+
+    def clear(self) -> None:
+        self.bands.clear()
+        self.deferred.clear()
+
     def stacked(self) -> torch.Tensor:
         """Return (batch, queries, W + 1, layers * heads), layer-major like EMBER's features."""
-        if not self.bands:
+        if not self:
             raise RuntimeError(
                 "The LM ran without calling its attention through transformers' attention "
                 "interface, so no attention weights were recorded. spacy-ember needs a model "
                 "whose attention layers use `ALL_ATTENTION_FUNCTIONS` (Llama, Gemma, GPT-2, ...)."
             )
+        groups: dict[tuple, list[int]] = {}
+        for layer, (query, key, scaling, softcap) in self.deferred.items():
+            groups.setdefault((query.shape, key.shape, scaling, softcap), []).append(layer)
+        if len(groups) == 1 and not self.bands:  # a generation step: one batched pass
+            (((*_, scaling, softcap), layers),) = groups.items()
+            stacked = self._bands_of(sorted(layers), scaling, softcap)  # (L, B, H, 1, W+1)
+            self.deferred.clear()
+            L, B, H, Tq, W1 = stacked.shape
+            return stacked.permute(1, 3, 4, 0, 2).reshape(B, Tq, W1, L * H)
+        for (*_, scaling, softcap), layers in groups.items():
+            self.bands.update(zip(layers, self._bands_of(layers, scaling, softcap).unbind(0)))
+        self.deferred.clear()
         bands = [self.bands[i] for i in sorted(self.bands)]
         stacked = torch.stack(bands, dim=2)  # (B, H, L, Tq, W+1)
         B, H, L, Tq, W1 = stacked.shape
         return stacked.permute(0, 3, 4, 2, 1).reshape(B, Tq, W1, L * H)
+
+    def _bands_of(
+        self, layers: list[int], scaling: float | None, softcap: float | None
+    ) -> torch.Tensor:
+        queries = torch.stack([self.deferred[i][0] for i in layers])
+        keys = torch.stack([self.deferred[i][1] for i in layers])
+        return single_query_bands(queries, keys, scaling, self.window, softcap)
 
 
 @contextmanager
@@ -82,7 +124,7 @@ def attention_band(
     B, H, Tq, D = query.shape
     Tk = key.shape[2]
     if Tq == 1 and attention_mask is None:
-        return _single_query_band(query, key, scaling, window, softcap)
+        return single_query_bands(query[None], key[None], scaling, window, softcap)[0]
     if key.shape[1] != H:
         key = key.repeat_interleave(H // key.shape[1], dim=1)
     scale = scaling if scaling is not None else D**-0.5
@@ -120,19 +162,21 @@ def attention_band(
     return torch.cat(bands, dim=2)
 
 
-def _single_query_band(
+def single_query_bands(
     query: torch.Tensor,
     key: torch.Tensor,
     scaling: float | None,
     window: int,
     softcap: float | None,
 ) -> torch.Tensor:
-    """`attention_band` for one unmasked query (a generation step), in few tensor ops:
-    grouped-query heads read their key head without copying keys."""
-    B, H, _, D = query.shape
-    Hkv, Tk = key.shape[1], key.shape[2]
+    """`attention_band` of one unmasked query (a generation step) for a stack of layers
+    at once: query (L, B, H, 1, D), key (L, B, Hkv, Tk, D) -> (L, B, H, 1, W + 1).
+    Grouped-query heads read their key head without copying keys."""
+    L, B, H, _, D = query.shape
+    Hkv, Tk = key.shape[2], key.shape[3]
     scale = scaling if scaling is not None else D**-0.5
-    q = query.float().reshape(B, Hkv, H // Hkv, D) * scale  # head h reads key head h // (H // Hkv)
+    # head h reads key head h // (H // Hkv)
+    q = query.float().reshape(L, B, Hkv, H // Hkv, D) * scale
     scores = torch.matmul(q, key.float().transpose(-1, -2))
     if softcap is not None:
         scores = softcap * torch.tanh(scores / softcap)
@@ -140,7 +184,7 @@ def _single_query_band(
     band = torch.softmax(scores, dim=-1)[..., Tk - n :].flip(-1)  # [d] = weight to q - d
     if n < window + 1:
         band = torch.nn.functional.pad(band, (0, window + 1 - n))
-    return band.reshape(B, H, 1, window + 1)
+    return band.reshape(L, B, H, 1, window + 1)
 
 
 def ember_sdpa_attention(
@@ -159,10 +203,13 @@ def ember_sdpa_attention(
     )
     recorder = _RECORDER.get()
     if recorder is not None and recorder.active:
-        band = attention_band(
-            query, key, attention_mask, scaling, recorder.window, kwargs.get("softcap")
-        )
-        recorder.record(getattr(module, "layer_idx", len(recorder.bands)), band)
+        layer = getattr(module, "layer_idx", len(recorder.bands) + len(recorder.deferred))
+        softcap = kwargs.get("softcap")
+        if query.shape[2] == 1 and attention_mask is None:
+            recorder.defer(layer, query, key, scaling, softcap)
+        else:
+            band = attention_band(query, key, attention_mask, scaling, recorder.window, softcap)
+            recorder.record(layer, band)
     return output, None
 
 

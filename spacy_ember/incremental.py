@@ -69,6 +69,7 @@ class IncrementalNER:
         self.text = ""
         self.offsets: list[tuple[int, int]] = []
         self.type_logits: list[np.ndarray] = []
+        self.type_probs: list[np.ndarray] = []  # softmax of each row, float64 as in batch
         self.entity_typed: list[bool] = []  # typing-probe argmax is not O, per piece read
         self.scored: list[Entity] = []  # spans above threshold; start/end are char offsets
         self.selected: list[Entity] = []
@@ -95,7 +96,7 @@ class IncrementalNER:
             return False
         if self.type_rule == "first":
             return True
-        recent = softmax(np.stack(self.type_logits[-self.window :][::-1]).astype("float64"))
+        recent = np.stack(self.type_probs[-self.window :][::-1])
         means = np.cumsum(recent, axis=0) / np.arange(1, len(recent) + 1)[:, None]
         return bool((means.argmax(axis=1) != 0).any())
 
@@ -125,8 +126,10 @@ class IncrementalNER:
     def _read(self, hidden: np.ndarray, band: np.ndarray | None) -> list[EntityChange]:
         query = self.n_read
         x = hidden.astype(self.feature_dtype).astype("float32").reshape(1, -1)
-        self.type_logits.append(self.model.ops.to_numpy(self.typing.predict(x))[0])
-        self.entity_typed.append(int(np.argmax(self.type_logits[-1])) != 0)
+        logits = self.model.ops.to_numpy(self.typing.predict(x))[0]
+        self.type_logits.append(logits)
+        self.type_probs.append(softmax(logits.astype("float64")))
+        self.entity_typed.append(int(np.argmax(logits)) != 0)
         if band is None or query == 0:
             return []
         band = band.astype(self.feature_dtype).astype("float32")
@@ -148,8 +151,7 @@ class IncrementalNER:
         cands = cands[cands[:, 2] == query]
         if len(cands) == 0:
             return False
-        logits = np.stack(self.type_logits)
-        type_probs = softmax(logits.astype("float64"))
+        type_probs = np.stack(self.type_probs)
         types = [span_type_probs(type_probs, align, s, e, self.type_rule) for s, e in cands[:, :2]]
         keep = [i for i, t in enumerate(types) if not (self.reject_o and t.argmax() == 0)]
         if not keep:
@@ -157,7 +159,8 @@ class IncrementalNER:
         cands = cands[keep]
         boundary = None
         if self.model.attrs["boundary_types"]:
-            boundary = boundary_type_probs(logits, boundary_rows(cands[:, 2], cands[:, 3]))
+            rows = boundary_rows(cands[:, 2], cands[:, 3])
+            boundary = boundary_type_probs(np.stack(self.type_logits), rows)
         X = span_features(self.model, band[cands[:, 3]], boundary)
         scores = sigmoid(self.model.ops.to_numpy(self.span.predict(X))[:, 0].astype("float64"))
         passed = False

@@ -137,19 +137,21 @@ class _StreamRun:
             self.emit(StreamEvent(kind, text, c.start_char, c.end_char, c.label, c.score))
 
     def finish(self, past_key_values) -> Doc:
-        """Close spans still open: read the last piece if unread, then the EOS lookahead.
+        """Close spans still open: read the last piece if the LM never read it (generation
+        stopped at max_new_tokens), then the end-of-text lookahead.
 
-        This costs one more forward pass, spent only when a span may be open
-        (`needs_band`); otherwise nothing is open and the final piece, if the LM never
-        read it, stays untyped.
+        One more forward pass of the decoder (no LM head) over those one or two tokens,
+        spent only when needed: when the last piece is unread, or a span may be open
+        (`needs_band`). After an EOS with nothing open, nothing runs.
         """
         self.ner.text = self.text
-        if self.ner.needs_band() and past_key_values is not None:
-            feed = [self.ids[-1]] if self._unread() > 0 else []
+        unread = self._unread() > 0
+        if past_key_values is not None and (unread or self.ner.needs_band()):
+            feed = [self.ids[-1]] if unread else []
             feed.append(self.extractor.lookahead_token_id)
             self.taps.recorder.active = True
             with torch.no_grad():
-                self.lm.model(
+                self.lm.model.base_model(
                     input_ids=torch.tensor([feed], device=self.lm.device),
                     past_key_values=past_key_values,
                     use_cache=True,

@@ -80,8 +80,8 @@ class LMTaps:
     def band(self) -> np.ndarray | None:
         """(T, W + 1, layers * heads) of the last forward pass if it was recorded; the
         recording is consumed, so a later unrecorded pass returns None."""
-        if not self.recorder.bands:
+        if not self.recorder:
             return None
         band = self.recorder.stacked()[0].float().cpu().numpy()
-        self.recorder.bands.clear()
+        self.recorder.clear()
         return band

@@ -123,21 +123,26 @@ def test_eos_closes_a_span_at_the_end(architecture):
 
 
 @pytest.mark.parametrize("span_may_be_open", [True, False])
-def test_extra_pass_only_when_a_span_may_be_open(architecture, monkeypatch, span_may_be_open):
+@pytest.mark.parametrize("eos", [True, False])
+def test_extra_pass_only_when_needed(architecture, monkeypatch, span_may_be_open, eos):
     nlp = make_nlp(architecture)
     monkeypatch.setattr(IncrementalNER, "needs_band", lambda self: span_may_be_open)
     model = nlp.get_pipe("causal_lm").extractor.lm.model
     calls = []
     handle = model.base_model.register_forward_pre_hook(lambda *args: calls.append(1))
     try:
-        events = forced_stream(nlp, TEXT)  # ends with EOS: n pieces + EOS sampled
+        events = forced_stream(nlp, TEXT, eos=eos)
     finally:
         handle.remove()
-    n_tokens = len([e for e in events if e.kind == "token"]) + 1
-    # generate runs the prompt plus every sampled token but the last; one more pass
-    # reads the EOS lookahead only if a span may still be open.
-    assert len(calls) == n_tokens + (1 if span_may_be_open else 0)
-    if not span_may_be_open:
+    tokens = [e for e in events if e.kind == "token"]
+    # generate runs the prompt plus every sampled token but the last (the EOS, or the
+    # last piece when max_new_tokens ends the text). One more pass reads the last piece
+    # if it was never read, and the end-of-text lookahead, only when needed.
+    sampled = len(tokens) + (1 if eos else 0)
+    assert len(calls) == sampled + (1 if span_may_be_open or not eos else 0)
+    # Every piece is typed, the last included: an entity may be a text's last word.
+    assert all(t.label is not None for t in tokens)
+    if eos and not span_may_be_open:
         assert not [e for e in events if e.kind == "entity"]
 
 
