@@ -143,6 +143,12 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def find_gguf(name: str | Path) -> Path:
+    """A GGUF file by path, or as `package/file.gguf` inside an installed package."""
+    path = Path(name).expanduser()
+    return path if path.is_file() else _packaged_file(path)
+
+
 def _packaged_file(path: Path) -> Path:
     """Resolve `package/file.gguf` to a file inside an installed Python package.
 

@@ -55,7 +55,7 @@ def build_probe_mlp(
     layers: list[Model] = [LayerNorm()] if normalize else []
     layers += [Relu(nO=width, dropout=dropout) for _ in range(depth)]
     layers.append(Linear(nO=nO))
-    model = chain(*layers)
+    model: Model[Floats2d, Floats2d] = chain(*layers)
     if type(model.ops) is NumpyOps:
         # numpy's BLAS instead of thinc's bundled blis: on the 2-core EPYC this was
         # measured on, blis ran these matrix products 6-10x slower (393 vs 39 us for one

@@ -15,6 +15,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats1d, Floats2d
 
 from ..decoding import TYPE_RULES, Entity, decode, sigmoid, softmax
+from ..evidential import TYPING_LOSSES, evidential_loss
 from ..layers.listener import LMListener
 from ..layers.probes import ProbeGradient, ProbeOutput, set_output_width
 from .causal_lm import CausalLM
@@ -61,6 +62,8 @@ nO = null
         "spans_key": "ember",
         "o_weight": 1.0,
         "span_pos_weight": 15.0,
+        "typing_loss": "softmax",
+        "kl_anneal_steps": 1000,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -75,6 +78,8 @@ def make_ember_ner(
     spans_key: str,
     o_weight: float,
     span_pos_weight: float,
+    typing_loss: str,
+    kl_anneal_steps: int,
     scorer: Callable | None,
 ) -> "EmberNER":
     """EMBER NER reading a frozen causal LM through a listener.
@@ -101,6 +106,8 @@ def make_ember_ner(
         spans_key=spans_key,
         o_weight=o_weight,
         span_pos_weight=span_pos_weight,
+        typing_loss=typing_loss,
+        kl_anneal_steps=kl_anneal_steps,
         scorer=scorer,
     )
 
@@ -121,8 +128,15 @@ class EmberNER(TrainablePipe):
         spans_key: str = "ember",
         o_weight: float = 1.0,
         span_pos_weight: float = 1.0,
+        typing_loss: str = "softmax",
+        kl_anneal_steps: int = 1000,
         scorer: Callable | None = None,
     ) -> None:
+        """typing_loss: "softmax" (cross-entropy) or "evidential" (a Dirichlet head,
+        Sensoy et al. 2018, whose uncertainty `linkner_router` can route on), with its
+        KL term annealed in over `kl_anneal_steps` updates."""
+        if typing_loss not in TYPING_LOSSES:
+            raise ValueError(f"typing_loss must be one of {TYPING_LOSSES}, got '{typing_loss}'.")
         if type_rule not in TYPE_RULES:
             raise ValueError(f"type_rule must be one of {TYPE_RULES}, got '{type_rule}'.")
         if not 0.0 < threshold < 1.0:
@@ -139,7 +153,10 @@ class EmberNER(TrainablePipe):
             "spans_key": spans_key,
             "o_weight": o_weight,
             "span_pos_weight": span_pos_weight,
+            "typing_loss": typing_loss,
+            "kl_anneal_steps": kl_anneal_steps,
         }
+        self._updates = 0  # for the KL annealing of the evidential loss
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -223,6 +240,7 @@ class EmberNER(TrainablePipe):
         backprop(gradients)
         if sgd is not None:
             self.finish_update(sgd)
+        self._updates += 1
         losses[self.name] += loss
         return losses
 
@@ -244,8 +262,8 @@ class EmberNER(TrainablePipe):
     def get_loss(
         self, examples: Iterable[Example], outputs: list[ProbeOutput]
     ) -> tuple[float, list[ProbeGradient]]:
-        """Weighted cross-entropy for the typing probe plus weighted binary
-        cross-entropy for the span probe, each averaged over its rows."""
+        """Weighted cross-entropy (or the evidential loss) for the typing probe plus
+        weighted binary cross-entropy for the span probe, each averaged over its rows."""
         ops = self.model.ops
         examples = list(examples)
         o_weight, pos_weight = self.cfg["o_weight"], self.cfg["span_pos_weight"]
@@ -265,11 +283,17 @@ class EmberNER(TrainablePipe):
         loss = 0.0
         gradients: list[ProbeGradient] = []
         for (piece_types, t_w, is_gold, s_w), out in zip(per_doc, outputs):
-            probs = softmax(ops.to_numpy(out.type_logits).astype("float64"))
-            rows = np.arange(len(piece_types))
-            loss -= float((t_w * np.log(probs[rows, piece_types] + 1e-12)).sum() / max(t_total, 1))
-            d_type = probs.copy()
-            d_type[rows, piece_types] -= 1.0
+            logits = ops.to_numpy(out.type_logits).astype("float64")
+            if self.cfg["typing_loss"] == "evidential":
+                anneal = min(1.0, self._updates / max(self.cfg["kl_anneal_steps"], 1))
+                row_loss, d_type = evidential_loss(logits, piece_types, anneal)
+            else:
+                probs = softmax(logits)
+                rows = np.arange(len(piece_types))
+                row_loss = -np.log(probs[rows, piece_types] + 1e-12)
+                d_type = probs.copy()
+                d_type[rows, piece_types] -= 1.0
+            loss += float((t_w * row_loss).sum() / max(t_total, 1))
             d_type *= (t_w / max(t_total, 1))[:, None]
             p_span = sigmoid(ops.to_numpy(out.span_logits).astype("float64"))
             bce = -(is_gold * np.log(p_span + 1e-12) + (1 - is_gold) * np.log(1 - p_span + 1e-12))

@@ -1,0 +1,178 @@
+"""Offline evaluation and calibration of LinkNER routing on gold-annotated docs.
+
+The pipeline runs once without the router; every predicted entity gets its uncertainty
+under each method and its gold label ("NONE" when the span is not a gold entity). The
+LLM is asked once per entity that any setting routes (answers are cached on disk too),
+and routing at any threshold is then simulated exactly as `linkner_router` applies it.
+"""
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from .answers import Answer
+from .fusion import decide
+from .labels import NONE_LABEL
+
+Key = tuple[int, int, int]  # doc index, start token, end token
+
+
+@dataclass
+class Predicted:
+    """One entity the local pipeline predicted, with what routing needs to know."""
+
+    key: Key
+    label: str
+    gold: str  # the gold label of this exact span, or NONE
+    local: np.ndarray  # (K + 1,) [not an entity, labels...]
+    uncertainty: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Collected:
+    predicted: list[Predicted]
+    gold: set[tuple[int, int, int, str]]
+    docs: list[Doc]
+
+
+def collect(
+    nlp: Language, gold_docs: Sequence[Doc], methods: Iterable[str], router_name: str
+) -> Collected:
+    """Run the pipeline without its router and score every predicted entity."""
+    router = nlp.get_pipe(router_name)
+    texts = (d.text for d in gold_docs)
+    with nlp.select_pipes(disable=[router_name]):
+        docs = list(nlp.pipe(texts, batch_size=64))
+    gold = {(i, e.start, e.end, e.label_) for i, d in enumerate(gold_docs) for e in d.ents}
+    gold_label = {(i, s, e): label for i, s, e, label in gold}
+    predicted = []
+    methods = list(methods)
+    for i, doc in enumerate(docs):
+        scores = {m: router.uncertainties(doc, m) for m in methods}  # type: ignore[attr-defined]
+        local = router.local_distributions(doc)  # type: ignore[attr-defined]
+        for j, ent in enumerate(doc.ents):
+            key = (i, ent.start, ent.end)
+            predicted.append(
+                Predicted(
+                    key,
+                    ent.label_,
+                    gold_label.get(key, NONE_LABEL),
+                    local[j],
+                    {m: scores[m][j] for m in methods},
+                )
+            )
+    return Collected(predicted, gold, docs)
+
+
+def ask(
+    nlp: Language, router_name: str, collected: Collected, keys: set[Key]
+) -> tuple[dict[Key, Answer], float]:
+    """The LLM's answers for the entities `keys`, and the wall time it took."""
+    router = nlp.get_pipe(router_name)
+    client = router.client  # type: ignore[attr-defined]
+    if client is None:
+        raise RuntimeError("linkner_router has no LLM client; see the warning above.")
+    order = sorted(keys)
+    requests = [router.request(collected.docs[i][s:e]) for i, s, e in order]  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    answers = client.classify(requests)
+    return dict(zip(order, answers)), time.perf_counter() - start
+
+
+def routed_keys(predicted: list[Predicted], method: str, threshold: float) -> set[Key]:
+    return {p.key for p in predicted if p.uncertainty[method] > threshold}
+
+
+def final_spans(
+    collected: Collected,
+    routed: set[Key],
+    answers: dict[Key, Answer],
+    mode: str,
+    labels: Sequence[str],
+    remove_none: bool,
+    fuse_weight: float = 0.5,
+) -> set[tuple[int, int, int, str]]:
+    """The entities after routing `routed` in `mode`: "replace" (the LLM's label), "fuse"
+    (mixed with the probes' distribution at `fuse_weight`) or "oracle" (each routed span
+    gets its gold label, NONE removing it: what a perfect LLM would reach)."""
+
+    out = set()
+    for p in collected.predicted:
+        label = p.label
+        if p.key in routed:
+            answer = answers.get(p.key)
+            if mode == "oracle":
+                label = p.gold
+            elif answer is not None and answer.label is not None:
+                weight = None if mode == "replace" else fuse_weight
+                label = decide(p.local, answer.label, answer.label_scores, weight, labels)
+        if label == NONE_LABEL:
+            if mode == "oracle" or remove_none:
+                continue
+            label = p.label
+        out.add((*p.key, label))
+    return out
+
+
+def prf(predicted: set, gold: set) -> tuple[float, float, float]:
+    tp = len(predicted & gold)
+    p = tp / len(predicted) if predicted else 0.0
+    r = tp / len(gold) if gold else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def thresholds(predicted: list[Predicted], method: str, max_routed: float) -> list[float]:
+    """Candidate thresholds: every distinct uncertainty that routes at most `max_routed`
+    of the entities, and 1.0 (route nothing)."""
+    values = np.array([p.uncertainty[method] for p in predicted])
+    if not len(values):
+        return [1.0]
+    floor = np.quantile(values, 1.0 - max_routed) if max_routed < 1 else -np.inf
+    grid = np.unique(np.round(values[values >= floor], 4))
+    return sorted({1.0, *map(float, grid)})
+
+
+def calibrate(
+    collected: Collected,
+    answers: dict[Key, Answer],
+    method: str,
+    labels: Sequence[str],
+    remove_none: bool,
+    mode: str = "replace",
+    max_routed: float = 0.5,
+) -> tuple[float, float]:
+    """The threshold maximising F1 among those routing at most `max_routed`, and that F1.
+    Ties go to the higher threshold (fewer LLM calls)."""
+    best = (-1.0, 1.0)
+    for t in thresholds(collected.predicted, method, max_routed):
+        routed = routed_keys(collected.predicted, method, t)
+        spans = final_spans(collected, routed, answers, mode, labels, remove_none)
+        f = prf(spans, collected.gold)[2]
+        if f > best[0] or (f == best[0] and t > best[1]):
+            best = (f, t)
+    return best[1], best[0]
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 10
+) -> float:
+    """ECE of the confidence (1 - uncertainty) against whether the local entity is right."""
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (confidence > lo) & (confidence <= hi) if lo > 0 else confidence <= hi
+        if inside.any():
+            ece += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
+    return float(ece)
+
+
+def risk_coverage(uncertainty: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keeping the most certain entities first: coverage and error rate among those kept."""
+    order = np.argsort(uncertainty, kind="stable")
+    errors = np.cumsum(1 - correct[order])
+    kept = np.arange(1, len(order) + 1)
+    return kept / len(order), errors / kept
