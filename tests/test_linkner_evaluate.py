@@ -93,3 +93,55 @@ def test_ece():
 def test_risk_coverage():
     coverage, risk = risk_coverage(np.array([0.9, 0.1, 0.5]), np.array([0.0, 1.0, 1.0]))
     assert np.allclose(coverage, [1 / 3, 2 / 3, 1]) and np.allclose(risk, [0, 0, 1 / 3])
+
+
+def test_calibrate_and_evaluate_commands(tmp_path, monkeypatch):
+    """The CLI end to end on the tiny pipeline and a loopback LLM: a calibrated
+    pipeline is saved, and the evaluation writes its JSON, table and plot."""
+    import json
+
+    import spacy
+    from spacy.tokens import DocBin
+    from typer.testing import CliRunner
+
+    from spacy_ember.linkner.commands import app
+
+    from .helpers import make_examples, tiny_lm_config
+    from .linkner_server import FakeLLMServer, Reply
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("causal_lm", config=tiny_lm_config("llama"))
+    nlp.add_pipe("ember_ner", config={"threshold": 1e-6, "reject_o": False})
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    nlp.to_disk(tmp_path / "model")
+    data = tmp_path / "gold.spacy"
+    DocBin(docs=[eg.reference for eg in examples]).to_disk(data)
+    runner = CliRunner()
+    with FakeLLMServer([Reply('{"label": "PER"}')]) as server:
+        common = ["--base-url", server.base_url, "--cache-dir", str(tmp_path / "llm")]
+        result = runner.invoke(
+            app,
+            ["calibrate", str(tmp_path / "model"), str(data), str(tmp_path / "out"), *common],
+        )
+        assert result.exit_code == 0, result.output
+        assert "threshold" in result.output
+        calibrated = spacy.load(tmp_path / "out")
+        assert 0.0 <= calibrated.get_pipe("linkner_router").threshold <= 1.0
+        result = runner.invoke(
+            app,
+            ["evaluate-linkner", str(tmp_path / "model"), str(data), str(data)]
+            + [str(tmp_path / "metrics"), "--name", "tiny", *common],
+        )
+        assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "metrics" / "linkner-tiny.json").read_text())
+    assert set(report) == {"confidence", "entropy", "mc_dropout", "_run"}
+    for method in ("confidence", "entropy", "mc_dropout"):
+        r = report[method]
+        for key in ("probe_f", "routed_fraction", "replace_f", "fuse_f", "oracle_f", "threshold"):
+            assert 0.0 <= r[key] <= 1.0
+        assert r["oracle_f"] >= r["replace_f"] - 1e-9 or r["routed_fraction"] == 0
+    assert (tmp_path / "metrics" / "linkner-tiny-risk-coverage.png").stat().st_size > 0
+    assert "| entropy |" in (tmp_path / "metrics" / "linkner-tiny.md").read_text()

@@ -224,6 +224,14 @@ def _evaluate_methods(
     answers, _ = ask(nlp, ROUTER, test, need)
     settings = (fixed_fraction, labels, remove_none, fuse_weight)
     found = {m: _scores(test, answers, m, chosen[m], *settings) for m in methods}
+    for m in methods:  # replace vs fuse, compared on dev too
+        routed = routed_keys(dev.predicted, m, chosen[m])
+        for mode in ("replace", "fuse"):
+            spans = final_spans(dev, routed, dev_answers, mode, labels, remove_none, fuse_weight)
+            found[m][f"dev_{mode}_f"] = prf(spans, dev.gold)[2]
+        found[m]["dev_probe_f"] = prf(
+            final_spans(dev, set(), {}, "replace", labels, remove_none), dev.gold
+        )[2]
     return found, test, router.client
 
 
@@ -288,6 +296,17 @@ def _table(name: str, results: dict, run: dict, fixed: float) -> str:
             f"| {_pct(r['oracle_f'])} | {r['ece']:.3f} | {_pct(a['llm_accuracy'])} "
             f"| {_pct(a['replace_f'])} | {_pct(a['fuse_f'])} | {_pct(a['oracle_f'])} |"
         )
+    lines += [
+        "",
+        "Dev, at the calibrated threshold (replace vs fuse compared where it was chosen):",
+        "",
+        "| method | dev probe F1 | dev replace F1 | dev fuse F1 |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {m} | {_pct(r['dev_probe_f'])} | {_pct(r['dev_replace_f'])} | {_pct(r['dev_fuse_f'])} |"
+        for m, r in results.items()
+    ]
     lines += [
         "",
         f"LLM calls {run['llm_calls']} ({run['llm_requests']} requests, {run['cache_hits']} "

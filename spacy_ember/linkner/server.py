@@ -1,5 +1,6 @@
 """Run llama.cpp's OpenAI-compatible server on a GGUF model: linkner_router's offline LLM."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ def server_command(
     return [
         sys.executable, "-m", "llama_cpp.server", "--model", str(find_gguf(model)),
         "--host", host, "--port", str(port), "--n_ctx", str(n_ctx),
+        "--n_threads", str(os.cpu_count() or 1),  # its default is half the cores
     ]  # fmt: skip
 
 

@@ -41,6 +41,7 @@ from ..linkner.uncertainty import (
     mc_dropout,
 )
 
+MC_BATCH_ROWS = 4096
 SPAN_ATTRS = ("uncertainty", "routed", "local_label", "llm_label", "llm_error")
 for _attr in SPAN_ATTRS:
     if not Span.has_extension(_attr):
@@ -242,17 +243,16 @@ class LinkNERRouter:
             return self._evidential(doc)
         raise ValueError(f"Unknown uncertainty method '{method}': use one of {METHODS}.")
 
-    def _outputs(self, doc: Doc, is_train: bool):
-        ner = self.ner
+    def _outputs(self, doc: Doc, is_train: bool, copies: int = 1) -> list:
+        """The probes' outputs on `doc` (`copies` times in one batch: with is_train,
+        each copy draws its own dropout masks). Nothing is updated."""
         if doc._.ember_lm is None:
             raise ValueError(
                 f"'{self.name}' needs the LM features of '{self.ner_component}' on the doc "
                 "(doc._.ember_lm) for this uncertainty method; run the whole pipeline."
             )
-        outputs, _ = ner.model(  # is_train: dropout on (MC dropout), no update follows
-            [doc], is_train=is_train
-        )
-        return outputs[0]
+        outputs, _ = self.ner.model([doc] * copies, is_train=is_train)
+        return outputs
 
     def _span_rows(self, doc: Doc, output) -> list[int | None]:
         index = {(int(s), int(e)): i for i, (s, e) in enumerate(output.candidates[:, :2])}
@@ -263,9 +263,16 @@ class LinkNERRouter:
         ner = self.ner
         ops = ner.model.ops
         set_dropout_rate(ner.model, self.mc_dropout_rate)
+        # Passes batched, bounded to about MC_BATCH_ROWS typing rows per batch.
+        per_batch = max(
+            1, min(self.mc_samples, MC_BATCH_ROWS // max(len(doc._.ember_lm.hidden), 1))
+        )
+        outputs = []
+        while len(outputs) < self.mc_samples:
+            copies = min(per_batch, self.mc_samples - len(outputs))
+            outputs += self._outputs(doc, is_train=True, copies=copies)
         samples = []
-        for _ in range(self.mc_samples):
-            out = self._outputs(doc, is_train=True)
+        for out in outputs:
             type_probs = softmax(ops.to_numpy(out.type_logits).astype("float64"))
             span_probs = sigmoid(ops.to_numpy(out.span_logits).astype("float64"))
             rows = self._span_rows(doc, out)
@@ -287,7 +294,7 @@ class LinkNERRouter:
                 "uncertainty = 'evidential' needs an ember_ner trained with "
                 "typing_loss = 'evidential' (its typing probe is a Dirichlet head)."
             )
-        out = self._outputs(doc, is_train=False)
+        out = self._outputs(doc, is_train=False)[0]
         alpha = dirichlet_alpha(ner.model.ops.to_numpy(out.type_logits))
         return [
             evidential(span_type_probs(alpha, out.align, e.start, e.end, ner.cfg["type_rule"]))
