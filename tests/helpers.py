@@ -28,3 +28,15 @@ def tiny_lm_config(architecture: str = "llama", **overrides) -> dict:
 
 def make_examples(nlp: Language) -> list[Example]:
     return [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in TRAIN_DATA]
+
+
+def tiny_pipeline(architecture: str = "llama", **ner_config) -> Language:
+    """causal_lm (tiny random LM) + ember_ner, initialised on TRAIN_DATA (untrained)."""
+    import spacy
+
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("causal_lm", config=tiny_lm_config(architecture))
+    nlp.add_pipe("ember_ner", config=ner_config)
+    nlp.initialize(lambda: make_examples(nlp))
+    return nlp

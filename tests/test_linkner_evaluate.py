@@ -106,16 +106,12 @@ def test_calibrate_and_evaluate_commands(tmp_path, monkeypatch):
 
     from spacy_ember.linkner.commands import app
 
-    from .helpers import make_examples, tiny_lm_config
+    from .helpers import make_examples, tiny_pipeline
     from .linkner_server import FakeLLMServer, Reply
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    spacy.util.fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("causal_lm", config=tiny_lm_config("llama"))
-    nlp.add_pipe("ember_ner", config={"threshold": 1e-6, "reject_o": False})
+    nlp = tiny_pipeline(threshold=1e-6, reject_o=False)
     examples = make_examples(nlp)
-    nlp.initialize(lambda: examples)
     nlp.to_disk(tmp_path / "model")
     data = tmp_path / "gold.spacy"
     DocBin(docs=[eg.reference for eg in examples]).to_disk(data)

@@ -5,11 +5,10 @@ import time
 import warnings
 
 import pytest
-import spacy
 
 from spacy_ember.linkner import LLMWarning
 
-from .helpers import make_examples, tiny_lm_config
+from .helpers import tiny_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +30,7 @@ def llm():
 
 @pytest.fixture(scope="module")
 def nlp():
-    spacy.util.fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("causal_lm", config=tiny_lm_config("llama"))
-    nlp.add_pipe("ember_ner", config={"threshold": 1e-6, "reject_o": False})
-    nlp.initialize(lambda: make_examples(nlp))
-    return nlp
+    return tiny_pipeline(threshold=1e-6, reject_o=False)
 
 
 def local(nlp, text):

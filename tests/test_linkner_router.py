@@ -17,7 +17,7 @@ from spacy_ember.linkner.uncertainty import (
     mc_dropout,
 )
 
-from .helpers import make_examples, tiny_lm_config
+from .helpers import make_examples, tiny_lm_config, tiny_pipeline
 from .linkner_server import FakeLLMServer, Reply, json_label_tokens
 
 TEXT = "Angela Merkel visited Berlin, and met Tim Cook in Paris."
@@ -33,12 +33,7 @@ def clean_env(monkeypatch):
 @pytest.fixture(scope="module")
 def trained():
     """A tiny pipeline that predicts many entities (every candidate passes)."""
-    spacy.util.fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("causal_lm", config=tiny_lm_config("llama"))
-    nlp.add_pipe("ember_ner", config={"threshold": 1e-6, "reject_o": False})
-    nlp.initialize(lambda: make_examples(nlp))
-    return nlp
+    return tiny_pipeline(threshold=1e-6, reject_o=False)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from spacy_ember.incremental import IncrementalNER
 from spacy_ember.streaming import stream
 
-from .helpers import make_examples, tiny_lm_config
+from .helpers import tiny_lm_config, tiny_pipeline
 
 TEXT = "Angela Merkel visited Berlin, and met Tim Cook in Paris."
 
@@ -26,15 +26,6 @@ class Force(LogitsProcessor):
         forced = torch.full_like(scores, float("-inf"))
         forced[:, self.ids[step] if step < len(self.ids) else self.ids[-1]] = 0.0
         return forced
-
-
-def make_nlp(architecture: str, **cfg) -> spacy.language.Language:
-    spacy.util.fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("causal_lm", config=tiny_lm_config(architecture))
-    nlp.add_pipe("ember_ner", config=cfg)
-    nlp.initialize(lambda: make_examples(nlp))
-    return nlp
 
 
 def forced_stream(nlp, text: str, eos: bool = True, **kwargs):
@@ -64,7 +55,7 @@ SETTINGS = [
 
 @pytest.mark.parametrize("cfg", SETTINGS)
 def test_streaming_equals_batch_on_the_same_token_ids(architecture, cfg):
-    nlp = make_nlp(architecture, **cfg)
+    nlp = tiny_pipeline(architecture, **cfg)
     events = forced_stream(nlp, TEXT)
     doc = events[-1].doc
     assert events[-1].kind == "end" and doc.text == TEXT
@@ -78,7 +69,7 @@ def test_streaming_equals_batch_on_the_same_token_ids(architecture, cfg):
 
 @pytest.mark.parametrize("eos", [True, False])
 def test_events_are_well_formed(architecture, eos):
-    nlp = make_nlp(architecture, threshold=0.4, reject_o=False)
+    nlp = tiny_pipeline(architecture, threshold=0.4, reject_o=False)
     events = forced_stream(nlp, TEXT, eos=eos)
     end = events[-1]
     assert [e.kind for e in events].count("end") == 1 and end.kind == "end"
@@ -115,7 +106,7 @@ def test_events_are_well_formed(architecture, eos):
 def test_eos_closes_a_span_at_the_end(architecture):
     # A tiny threshold and no O rejection: every candidate is an entity, including the
     # ones ending at the last word, which only the end-of-text lookahead can close.
-    nlp = make_nlp(architecture, threshold=1e-6, reject_o=False)
+    nlp = tiny_pipeline(architecture, threshold=1e-6, reject_o=False)
     for eos in (True, False):
         doc = forced_stream(nlp, TEXT, eos=eos)[-1].doc
         assert doc.ents and doc.ents[-1].end == len(doc)
@@ -125,7 +116,7 @@ def test_eos_closes_a_span_at_the_end(architecture):
 @pytest.mark.parametrize("span_may_be_open", [True, False])
 @pytest.mark.parametrize("eos", [True, False])
 def test_extra_pass_only_when_needed(architecture, monkeypatch, span_may_be_open, eos):
-    nlp = make_nlp(architecture)
+    nlp = tiny_pipeline(architecture)
     monkeypatch.setattr(IncrementalNER, "needs_band", lambda self: span_may_be_open)
     model = nlp.get_pipe("causal_lm").extractor.lm.model
     calls = []
@@ -147,7 +138,7 @@ def test_extra_pass_only_when_needed(architecture, monkeypatch, span_may_be_open
 
 
 def test_closing_the_stream_early_stops_generation(architecture):
-    nlp = make_nlp(architecture)
+    nlp = tiny_pipeline(architecture)
     events = stream(nlp, "Angela", max_new_tokens=200, chat=False)
     first = [next(events) for _ in range(3)]
     events.close()
@@ -156,7 +147,7 @@ def test_closing_the_stream_early_stops_generation(architecture):
 
 
 def test_sampling_is_reproducible_with_a_seed(architecture):
-    nlp = make_nlp(architecture)
+    nlp = tiny_pipeline(architecture)
     runs = [
         list(stream(nlp, "Tim", max_new_tokens=12, do_sample=True, top_p=0.9, seed=3, chat=False))
         for _ in range(2)
@@ -173,13 +164,13 @@ def test_sampling_is_reproducible_with_a_seed(architecture):
     ],
 )
 def test_bad_generation_requests(kwargs, message):
-    nlp = make_nlp("llama")
+    nlp = tiny_pipeline("llama")
     with pytest.raises(ValueError, match=message):
         list(stream(nlp, "Angela Merkel " * 3, chat=kwargs.pop("chat", False), **kwargs))
 
 
 def test_prompt_longer_than_the_context():
-    nlp = make_nlp("llama")
+    nlp = tiny_pipeline("llama")
     with pytest.raises(ValueError, match="Shorten the prompt"):
         list(stream(nlp, "Angela Merkel " * 200, max_new_tokens=5, chat=False))
 
@@ -193,7 +184,7 @@ def test_pipeline_without_ember_ner():
 
 @pytest.mark.parametrize("prompt", ["", "   ", "\n\n"])
 def test_empty_prompts_generate_from_the_start_token(prompt):
-    nlp = make_nlp("llama")
+    nlp = tiny_pipeline("llama")
     events = list(stream(nlp, prompt, max_new_tokens=8))
     assert events[-1].kind == "end" and len(events[-1].doc.text) > 0
 
@@ -202,7 +193,7 @@ def test_generate_cli_prints_and_writes_html(tmp_path):
     import subprocess
     import sys
 
-    nlp = make_nlp("llama", threshold=0.4, reject_o=False)
+    nlp = tiny_pipeline("llama", threshold=0.4, reject_o=False)
     nlp.to_disk(tmp_path / "model")
     html = tmp_path / "out.html"
     run = subprocess.run(

@@ -47,6 +47,7 @@ def serve_llm(
 def _load(model: Path, router_config: dict):
     import spacy
 
+    spacy.util.fix_random_seed(0)  # MC dropout masks: reproducible evaluations
     nlp = spacy.load(model)
     if ROUTER in nlp.pipe_names:
         config = {**nlp.config["components"][ROUTER], **router_config}
