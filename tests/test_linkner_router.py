@@ -83,7 +83,7 @@ def with_router(nlp, base_url, **config):
 )
 def test_confidence_and_entropy(dist, conf, ent):
     assert confidence(np.array(dist)) == pytest.approx(conf)
-    assert entropy(np.array(dist)) == pytest.approx(ent, abs=1e-9)
+    assert entropy(np.array(dist)) == pytest.approx(ent)
 
 
 def test_entity_distribution():
@@ -268,3 +268,14 @@ def test_config_round_trip(trained, server, tmp_path):
     nlp.to_disk(tmp_path / "p")
     cfg = json.loads(json.dumps(spacy.load(tmp_path / "p").config["components"]["linkner_router"]))
     assert cfg["threshold"] == 0.37 and cfg["uncertainty"] == "confidence"
+
+
+def test_entities_from_elsewhere_are_kept_and_not_routed(trained, server):
+    fake = server()
+    nlp = with_router(trained, fake.base_url)
+    doc = nlp.get_pipe("ember_ner")(nlp.get_pipe("causal_lm")(nlp.make_doc(TEXT)))
+    # A label ember_ner does not know, on a span too long to be one of its candidates.
+    doc.ents = [doc[0 : len(doc)].char_span(0, len(TEXT), label="DATE")]
+    doc = nlp.get_pipe("linkner_router")(doc)
+    assert [(e.text, e.label_) for e in doc.ents] == [(TEXT, "DATE")]
+    assert doc.ents[0]._.uncertainty == 0.0 and not doc.ents[0]._.routed and fake.count == 0

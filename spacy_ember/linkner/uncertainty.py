@@ -23,8 +23,9 @@ def confidence(dist: np.ndarray) -> float:
 
 
 def _entropy(dist: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(dist, dtype="float64"), 1e-12, 1.0)
-    return -(p * np.log(p)).sum(axis=-1)
+    p = np.asarray(dist, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=-1)
 
 
 def entropy(dist: np.ndarray) -> float:

@@ -216,12 +216,13 @@ class LinkNERRouter:
     def local_distributions(self, doc: Doc) -> list[np.ndarray]:
         """(K + 1,) [not an entity, labels...] per entity, from the probes' outputs."""
         dists = []
+        labels = list(self.ner.labels)
         for ent in doc.ents:
             score = ent._.ember_score
             probs = ent._.ember_label_probs
-            if score is None or probs is None:  # not from ember_ner: sure of its label
-                dist = np.zeros(len(self.ner.labels) + 1)
-                dist[1 + list(self.ner.labels).index(ent.label_)] = 1.0
+            if score is None or probs is None:  # not from ember_ner: taken as certain
+                dist = np.zeros(len(labels) + 1)
+                dist[1 + labels.index(ent.label_) if ent.label_ in labels else 0] = 1.0
             else:
                 dist = entity_distribution(score, np.array([probs[k] for k in self.ner.labels]))
             dists.append(dist)
