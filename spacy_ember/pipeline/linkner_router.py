@@ -268,7 +268,7 @@ class LinkNERRouter:
         per_batch = max(
             1, min(self.mc_samples, MC_BATCH_ROWS // max(len(doc._.ember_lm.hidden), 1))
         )
-        outputs = []
+        outputs: list = []
         while len(outputs) < self.mc_samples:
             copies = min(per_batch, self.mc_samples - len(outputs))
             outputs += self._outputs(doc, is_train=True, copies=copies)
