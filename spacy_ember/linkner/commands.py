@@ -292,7 +292,7 @@ def _table(name: str, results: dict, run: dict, fixed: float) -> str:
     for m, r in results.items():
         a = r["at_fixed_fraction"]
         lines.append(
-            f"| {m} | {r['threshold']:.3f} | {_pct(r['probe_f'])} | {_pct(r['routed_fraction'])}% "
+            f"| {m} | {r['threshold']:.4f} | {_pct(r['probe_f'])} | {_pct(r['routed_fraction'])}% "
             f"| {_pct(r['routed_llm_accuracy'])} | {_pct(r['replace_f'])} | {_pct(r['fuse_f'])} "
             f"| {_pct(r['oracle_f'])} | {r['ece']:.3f} | {_pct(a['llm_accuracy'])} "
             f"| {_pct(a['replace_f'])} | {_pct(a['fuse_f'])} | {_pct(a['oracle_f'])} |"
