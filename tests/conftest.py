@@ -8,6 +8,28 @@ import spacy  # noqa: E402
 from spacy.language import Language  # noqa: E402
 
 from .helpers import make_examples, tiny_lm_config  # noqa: E402
+from .linkner_server import FakeLLMServer, Reply  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def clean_openai_env(monkeypatch):
+    """No test sees a real API key or endpoint from the environment."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_CUSTOM_HEADERS", "OPENAI_ADMIN_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def serve():
+    """Start loopback OpenAI-compatible servers with scripted replies; stopped after."""
+    servers: list[FakeLLMServer] = []
+
+    def start(script=(Reply(),)) -> FakeLLMServer:
+        servers.append(FakeLLMServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(params=["llama", "gpt2"])

@@ -3,6 +3,12 @@
 from spacy.language import Language
 from spacy.training import Example
 
+from spacy_ember.linkner import LabelSet
+from spacy_ember.linkner.labels import CONLL2003, WNUT17
+
+CONLL = LabelSet.from_dict(CONLL2003, "conll2003")
+WNUT = LabelSet.from_dict(WNUT17, "wnut17")
+
 TRAIN_DATA: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("Angela Merkel met Tim Cook in Berlin.", [(0, 13, "PER"), (18, 26, "PER"), (30, 36, "LOC")]),
     ("Apple opened offices in New York.", [(0, 5, "ORG"), (24, 32, "LOC")]),

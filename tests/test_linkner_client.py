@@ -19,33 +19,12 @@ from spacy_ember.linkner import (
     build_messages,
     label_scores,
 )
-from spacy_ember.linkner.labels import CONLL2003, WNUT17
 
+from .helpers import CONLL, WNUT
 from .linkner_server import FakeLLMServer, Reply, json_label_tokens
 
-CONLL = LabelSet.from_dict(CONLL2003, "conll2003")
-WNUT = LabelSet.from_dict(WNUT17, "wnut17")
 SECRET = "sk-test-secret-4f9a1c"
 ln = math.log
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_CUSTOM_HEADERS", "OPENAI_ADMIN_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def serve():
-    servers: list[FakeLLMServer] = []
-
-    def start(script=(Reply(),)) -> FakeLLMServer:
-        servers.append(FakeLLMServer(script))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def make_client(base_url: str, **settings) -> LLMClient:

@@ -95,7 +95,7 @@ def test_risk_coverage():
     assert np.allclose(coverage, [1 / 3, 2 / 3, 1]) and np.allclose(risk, [0, 0, 1 / 3])
 
 
-def test_calibrate_and_evaluate_commands(tmp_path, monkeypatch):
+def test_calibrate_and_evaluate_commands(tmp_path):
     """The CLI end to end on the tiny pipeline and a loopback LLM: a calibrated
     pipeline is saved, and the evaluation writes its JSON, table and plot."""
     import json
@@ -109,7 +109,6 @@ def test_calibrate_and_evaluate_commands(tmp_path, monkeypatch):
     from .helpers import make_examples, tiny_pipeline
     from .linkner_server import FakeLLMServer, Reply
 
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     nlp = tiny_pipeline(threshold=1e-6, reject_o=False)
     examples = make_examples(nlp)
     nlp.to_disk(tmp_path / "model")

@@ -13,12 +13,9 @@ from spacy_ember.linkner import (
     parse_answer,
     sample_examples,
 )
-from spacy_ember.linkner.labels import CONLL2003, WNUT17
 from spacy_ember.linkner.prompt import mark_span
 
-CONLL = LabelSet.from_dict(CONLL2003, "conll2003")
-WNUT = LabelSet.from_dict(WNUT17, "wnut17")
-
+from .helpers import CONLL, WNUT
 
 # ---- labels
 
@@ -51,7 +48,7 @@ def test_bad_label_sets(definitions, message):
 def test_labels_for_picks_default_in_pipeline_order():
     labels = labels_for(("ORG", "MISC", "PER", "LOC"))
     assert labels.name == "conll2003" and labels.labels == ("ORG", "MISC", "PER", "LOC")
-    assert labels.definition("PER") == CONLL2003["PER"]
+    assert labels.definition("PER") == CONLL.definition("PER")
     assert labels_for(reversed(WNUT.labels)).name == "wnut17"
 
 

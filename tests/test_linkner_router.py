@@ -18,35 +18,16 @@ from spacy_ember.linkner.uncertainty import (
 )
 
 from .helpers import make_examples, tiny_lm_config, tiny_pipeline
-from .linkner_server import FakeLLMServer, Reply, json_label_tokens
+from .linkner_server import Reply, json_label_tokens
 
 TEXT = "Angela Merkel visited Berlin, and met Tim Cook in Paris."
 DEFINITIONS = {"LOC": "a place", "ORG": "an organisation", "PER": "a person"}
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
 def trained():
     """A tiny pipeline that predicts many entities (every candidate passes)."""
     return tiny_pipeline(threshold=1e-6, reject_o=False)
-
-
-@pytest.fixture
-def server():
-    servers: list[FakeLLMServer] = []
-
-    def start(script=(Reply(),)) -> FakeLLMServer:
-        servers.append(FakeLLMServer(script))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.stop()
 
 
 def local_ents(nlp, text=TEXT):
@@ -123,8 +104,8 @@ def test_decide(weight, scores, expected):
 # ---- routing
 
 
-def test_routes_uncertain_entities_and_replaces_labels(trained, server):
-    fake = server([Reply('{"label": "ORG"}')])
+def test_routes_uncertain_entities_and_replaces_labels(trained, serve):
+    fake = serve([Reply('{"label": "ORG"}')])
     nlp = with_router(trained, fake.base_url)
     local = local_ents(nlp)
     doc = nlp(TEXT)
@@ -137,8 +118,8 @@ def test_routes_uncertain_entities_and_replaces_labels(trained, server):
     assert "a place" in prompt[0]["content"] and "NONE" in prompt[0]["content"]
 
 
-def test_threshold_above_every_uncertainty_routes_nothing(trained, server):
-    fake = server()
+def test_threshold_above_every_uncertainty_routes_nothing(trained, serve):
+    fake = serve()
     doc = with_router(trained, fake.base_url, threshold=1.0)(TEXT)
     assert fake.count == 0 and doc.ents
     assert not any(e._.routed for e in doc.ents)
@@ -148,8 +129,8 @@ def test_threshold_above_every_uncertainty_routes_nothing(trained, server):
     "reply",
     [Reply(status=500), Reply(status=429), Reply("I think it is a city."), Reply(body=b"{oops")],
 )
-def test_failed_calls_keep_every_entity(trained, server, reply):
-    fake = server([reply])
+def test_failed_calls_keep_every_entity(trained, serve, reply):
+    fake = serve([reply])
     nlp = with_router(trained, fake.base_url)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -167,22 +148,22 @@ def test_connection_refused_keeps_every_entity(trained):
 
 
 @pytest.mark.parametrize("remove_none", [False, True])
-def test_not_an_entity(trained, server, remove_none):
-    fake = server([Reply('{"label": "NONE"}')])
+def test_not_an_entity(trained, serve, remove_none):
+    fake = serve([Reply('{"label": "NONE"}')])
     doc = with_router(trained, fake.base_url, remove_none=remove_none)(TEXT)
     assert len(doc.ents) == (0 if remove_none else len(local_ents(trained)))
 
 
-def test_fusion_reads_logprobs(trained, server):
+def test_fusion_reads_logprobs(trained, serve):
     top = [("PER", np.log(0.05)), ("ORG", np.log(0.9)), ("LOC", np.log(0.05))]
-    fake = server([Reply('{"label": "ORG"}', logprobs=json_label_tokens("ORG", top))])
+    fake = serve([Reply('{"label": "ORG"}', logprobs=json_label_tokens("ORG", top))])
     doc = with_router(trained, fake.base_url, fuse_weight=0.9, logprobs=True)(TEXT)
     assert fake.bodies[0]["logprobs"] is True
     assert all(e.label_ == "ORG" for e in doc.ents)
 
 
-def test_second_run_is_served_from_the_cache(trained, server, tmp_path):
-    fake = server([Reply('{"label": "LOC"}')])
+def test_second_run_is_served_from_the_cache(trained, serve, tmp_path):
+    fake = serve([Reply('{"label": "LOC"}')])
     nlp = with_router(trained, fake.base_url, cache_dir=str(tmp_path / "llm"))
     first = [(e.start, e.end, e.label_) for e in nlp(TEXT).ents]
     calls = fake.count
@@ -191,10 +172,10 @@ def test_second_run_is_served_from_the_cache(trained, server, tmp_path):
     assert fake.count == calls > 0
 
 
-def test_no_api_key_in_a_saved_pipeline(trained, server, tmp_path, monkeypatch):
+def test_no_api_key_in_a_saved_pipeline(trained, serve, tmp_path, monkeypatch):
     secret = "sk-test-secret-0123456789"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
-    fake = server([Reply('{"label": "LOC"}')])
+    fake = serve([Reply('{"label": "LOC"}')])
     nlp = with_router(trained, fake.base_url)
     nlp(TEXT)
     sent = {k.lower(): v for k, v in fake.headers[0].items()}
@@ -215,8 +196,8 @@ def test_missing_key_and_endpoint_keeps_labels(trained):
 
 
 @pytest.mark.parametrize("statistic", ["predictive_entropy", "mutual_information"])
-def test_mc_dropout_uncertainty(trained, server, statistic):
-    fake = server()
+def test_mc_dropout_uncertainty(trained, serve, statistic):
+    fake = serve()
     nlp = with_router(
         trained, fake.base_url, uncertainty="mc_dropout", mc_statistic=statistic, threshold=1.0
     )
@@ -225,14 +206,14 @@ def test_mc_dropout_uncertainty(trained, server, statistic):
     assert values and all(0 <= v <= 1 for v in values) and len(set(values)) > 1
 
 
-def test_evidential_needs_an_evidential_probe(trained, server):
-    fake = server()
+def test_evidential_needs_an_evidential_probe(trained, serve):
+    fake = serve()
     nlp = with_router(trained, fake.base_url, uncertainty="evidential")
     with pytest.raises(ValueError, match="typing_loss = 'evidential'"):
         nlp(TEXT)
 
 
-def test_evidential_probe_trains_and_routes(server):
+def test_evidential_probe_trains_and_routes(serve):
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
     nlp.add_pipe("causal_lm", config=tiny_lm_config("llama"))
@@ -244,7 +225,7 @@ def test_evidential_probe_trains_and_routes(server):
     optimizer = nlp.initialize(lambda: examples)
     losses = [nlp.update(examples, sgd=optimizer)["ember_ner"] for _ in range(15)]
     assert losses[-1] < losses[0]
-    fake = server()
+    fake = serve()
     doc = with_router(nlp, fake.base_url, uncertainty="evidential", threshold=1.0)(TEXT)
     assert doc.ents and all(0 < e._.uncertainty <= 1 for e in doc.ents)
 
@@ -262,16 +243,16 @@ def test_bad_config(trained, config, message):
         with_router(trained, "http://127.0.0.1:9/v1", **config)
 
 
-def test_config_round_trip(trained, server, tmp_path):
-    fake = server()
+def test_config_round_trip(trained, serve, tmp_path):
+    fake = serve()
     nlp = with_router(trained, fake.base_url, threshold=0.37, uncertainty="confidence")
     nlp.to_disk(tmp_path / "p")
     cfg = json.loads(json.dumps(spacy.load(tmp_path / "p").config["components"]["linkner_router"]))
     assert cfg["threshold"] == 0.37 and cfg["uncertainty"] == "confidence"
 
 
-def test_entities_from_elsewhere_are_kept_and_not_routed(trained, server):
-    fake = server()
+def test_entities_from_elsewhere_are_kept_and_not_routed(trained, serve):
+    fake = serve()
     nlp = with_router(trained, fake.base_url)
     doc = nlp.get_pipe("ember_ner")(nlp.get_pipe("causal_lm")(nlp.make_doc(TEXT)))
     # A label ember_ner does not know, on a span too long to be one of its candidates.
