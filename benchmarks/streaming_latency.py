@@ -14,9 +14,16 @@ suppressed, so every text is cut by the length limit):
   rerun_ner    the paper's baseline: plain generation, and after every new token the
                whole pipeline (causal_lm + ember_ner) re-run on the text generated so far
 
-Besides the paired wall-clock ratios, the ember path is instrumented: the time spent in
-spacy-ember's own code per token (`overhead_instrumented` = that time over the rest of
-the ember path's time), which host speed drifts cannot blur.
+Ratios are paired: each prompt runs through every path back to back, and the median
+over all (repetition, prompt) pairs of time(a) / time(b) - 1 is reported, so host speed
+drifts (large on this VM) cancel. Two overheads are reported for the ember path:
+  total           its whole time per generated token, the closing pass included (one
+                  more decoder pass after EOS when a span may still be open);
+  between tokens  without that closing pass: the latency a reader sees between tokens
+                  (the closing pass delays only the final "end" event).
+The ember path is also instrumented: the time spent in spacy-ember's own code per token
+(`overhead_instrumented` = that time over the rest of the ember path's time), which
+host speed drifts cannot blur.
 
     python benchmarks/streaming_latency.py training/conll2003/model-tuned
 """
@@ -54,7 +61,10 @@ PROMPTS = [
 RATIOS = [
     ("overhead_vs_same_attention", "ember", "ember_sdpa"),
     ("overhead_vs_sdpa", "ember", "sdpa"),
+    ("overhead_between_tokens_vs_same_attention", "ember_between_tokens", "ember_sdpa"),
+    ("overhead_between_tokens_vs_sdpa", "ember_between_tokens", "sdpa"),
     ("overhead_iterator_vs_sdpa", "ember_iter", "sdpa"),
+    ("same_attention_vs_sdpa", "ember_sdpa", "sdpa"),
     ("eager_vs_sdpa", "eager", "sdpa"),
     ("rerun_ner_vs_sdpa", "rerun_ner", "sdpa"),
 ]
@@ -111,7 +121,13 @@ def main() -> None:
     parser.add_argument(
         "--fixed-length", action="store_true", help="suppress EOS: exactly --new-tokens each"
     )
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--rerun-repeats",
+        type=int,
+        default=3,
+        help="repetitions of the (slow) re-run baseline, the first ones",
+    )
     parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
     parser.add_argument(
         "--paths", nargs="+", default=None, help="a subset of the paths, for quick checks"
@@ -150,8 +166,6 @@ def main() -> None:
     length = {"min_new_tokens": fixed["min_new_tokens"]}
 
     clock = EmberClock()
-    ember_code = [0.0] * args.repeats
-    closing = [0.0] * args.repeats
 
     def ember(i: int) -> None:
         generate_with_entities(nlp, PROMPTS[i], lambda e: None, settings, **length)
@@ -190,39 +204,62 @@ def main() -> None:
     for run in paths.values():
         run(0)
     # Interleaved prompt by prompt, the order of the paths rotating, so that the host's
-    # speed drifts (large on this VM) hit every path alike; ratios are paired per
-    # repetition (same prompts, back to back) and their median reported.
-    seconds = {name: [0.0] * args.repeats for name in paths}
+    # speed drifts hit every path alike; ratios are paired per (repetition, prompt).
+    n_prompts = len(PROMPTS)
+    seconds: dict[str, list[list[float]]] = {name: [] for name in paths}
+    code = [[0.0] * n_prompts for _ in range(args.repeats)]  # spacy-ember's code, per run
+    closing = [[0.0] * n_prompts for _ in range(args.repeats)]  # of which the closing pass
     names = list(paths)
     for rep in range(args.repeats):
-        for i in range(len(PROMPTS)):
-            shift = (rep * len(PROMPTS) + i) % len(names)
+        for name in names:
+            if name != "rerun_ner" or rep < args.rerun_repeats:
+                seconds[name].append([0.0] * n_prompts)
+        for i in range(n_prompts):
+            shift = (rep * n_prompts + i) % len(names)
             for name in names[shift:] + names[:shift]:
+                if len(seconds[name]) <= rep:
+                    continue
                 in_code, in_closing = clock.seconds, clock.closing
                 start = time.perf_counter()
                 paths[name](i)
-                seconds[name][rep] += time.perf_counter() - start
+                seconds[name][rep][i] = time.perf_counter() - start
                 if name == "ember":
-                    ember_code[rep] += clock.seconds - in_code
-                    closing[rep] += clock.closing - in_closing
-        done = ", ".join(f"{k} {1000 * v[rep] / n_tokens:.1f}" for k, v in seconds.items())
-        print(f"repetition {rep + 1} (ms/token): {done}", flush=True)
-    per_token = {name: [1000 * t / n_tokens for t in v] for name, v in seconds.items()}
-    median = {name: statistics.median(v) for name, v in per_token.items()}
-    # The LM's share of the ember path is its time minus spacy-ember's code.
-    instrumented = (
-        statistics.median(
-            code / (total - code)
-            for code, total in zip(ember_code, seconds.get("ember", ember_code))
+                    code[rep][i] = clock.seconds - in_code
+                    closing[rep][i] = clock.closing - in_closing
+        done = ", ".join(
+            f"{k} {1000 * sum(v[rep]) / n_tokens:.1f}" for k, v in seconds.items() if len(v) > rep
         )
-        if "ember" in seconds
-        else None
-    )
-    ratios = {
-        key: statistics.median(x / y - 1 for x, y in zip(seconds[a], seconds[b]))
-        for key, a, b in RATIOS
-        if a in seconds and b in seconds
-    }
+        print(f"repetition {rep + 1} (ms/token): {done}", flush=True)
+    if "ember" in seconds:
+        seconds["ember_between_tokens"] = [
+            [t - c for t, c in zip(times, closes)]
+            for times, closes in zip(seconds["ember"], closing)
+        ]
+    per_token = {name: [1000 * sum(r) / n_tokens for r in v] for name, v in seconds.items()}
+    median = {name: statistics.median(v) for name, v in per_token.items()}
+
+    def paired(a: str, b: str) -> float:
+        """Median over (repetition, prompt) pairs of time(a) / time(b) - 1."""
+        pairs = [
+            x / y - 1 for row_a, row_b in zip(seconds[a], seconds[b]) for x, y in zip(row_a, row_b)
+        ]
+        return statistics.median(pairs)
+
+    ratios = {key: paired(a, b) for key, a, b in RATIOS if a in seconds and b in seconds}
+    flat_code = [c for row in code for c in row]
+    flat_closing = [c for row in closing for c in row]
+    instrumented = {}
+    if "ember" in seconds:
+        flat_total = [t for row in seconds["ember"] for t in row]
+        # The LM's share of the ember path is its time minus spacy-ember's code.
+        instrumented = {
+            "overhead_instrumented": sum(flat_code) / (sum(flat_total) - sum(flat_code)),
+            "overhead_instrumented_between_tokens": (sum(flat_code) - sum(flat_closing))
+            / (sum(flat_total) - sum(flat_code)),
+            "ember_code_ms_per_token": 1000 * sum(flat_code) / (n_tokens * args.repeats),
+            "closing_pass_ms_per_token": 1000 * sum(flat_closing) / (n_tokens * args.repeats),
+            "closing_passes_per_repetition": sum(c > 0.01 for c in flat_closing) / args.repeats,
+        }
     result = {
         "command": "python benchmarks/streaming_latency.py "
         + str(args.model)
@@ -237,24 +274,26 @@ def main() -> None:
         "fixed_length": args.fixed_length,
         "generated_tokens": n_tokens,
         "repeats": args.repeats,
+        "rerun_repeats": min(args.rerun_repeats, args.repeats),
         "ms_per_token_median": median,
         "ms_per_token_all": per_token,
         **ratios,
-        "overhead_instrumented": instrumented,
-        "ember_code_ms_per_token": statistics.median(1000 * t / n_tokens for t in ember_code),
-        "closing_pass_ms_per_token": statistics.median(1000 * t / n_tokens for t in closing),
+        **instrumented,
         "generations": entities,
     }
     print("\n| path | ms/token (median) |\n|---|---|")
     for name, value in median.items():
         print(f"| {name} | {value:.2f} |")
-    for key in [k for k, *_ in RATIOS] + ["overhead_instrumented"]:
+    extra = ["overhead_instrumented", "overhead_instrumented_between_tokens"]
+    for key in [k for k, *_ in RATIOS] + extra:
         if result.get(key) is not None:
             print(f"{key} {100 * result[key]:+.2f}%")
-    print(
-        f"spacy-ember code while streaming: {result['ember_code_ms_per_token']:.3f} ms/token, "
-        f"of which the closing pass {result['closing_pass_ms_per_token']:.3f}"
-    )
+    if instrumented:
+        print(
+            f"spacy-ember code while streaming: {result['ember_code_ms_per_token']:.3f} "
+            f"ms/token, of which the closing pass {result['closing_pass_ms_per_token']:.3f} "
+            f"({result['closing_passes_per_repetition']:.1f} per {len(PROMPTS)} generations)"
+        )
     output = args.output or RESULTS.with_stem(
         RESULTS.stem + ("_fixed_length" if args.fixed_length else "")
     )

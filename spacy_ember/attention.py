@@ -7,6 +7,10 @@ T x T matrices for every layer; instead we register an attention implementation
 recomputes just that band from the query and key states the layer already has.
 The same code serves a full forward pass and one-token generation steps with a KV
 cache, so batch and streaming features are the same numbers.
+
+A generation step on CPU reads even less: SDPA's CPU kernel (flash attention) also
+returns each query's log-sum-exp, the softmax normaliser, so the band needs only the
+last W + 1 keys, never the whole cache.
 """
 
 from collections.abc import Iterator
@@ -15,8 +19,9 @@ from contextvars import ContextVar
 from typing import Optional
 
 import torch
+from torch.nn.attention import SDPBackend
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.integrations.sdpa_attention import sdpa_attention_forward, use_gqa_in_sdpa
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 ATTN_IMPLEMENTATION = "ember_sdpa"
@@ -39,6 +44,8 @@ class BandRecorder:
         self.window = window
         self.bands: dict[int, torch.Tensor] = {}
         self.deferred: dict[int, tuple[torch.Tensor, torch.Tensor, float | None, float | None]] = {}
+        # Generation steps on CPU: the query, the last W + 1 keys and the log-sum-exp.
+        self.windows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]] = {}
         # Streaming switches recording off for steps whose band no span can use.
         self.active = True
 
@@ -55,12 +62,25 @@ class BandRecorder:
     ) -> None:
         self.deferred[layer_idx] = (query, key, scaling, softcap)
 
+    def keep_window(
+        self,
+        layer_idx: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        lse: torch.Tensor,
+        scale: float,
+    ) -> None:
+        """A generation step whose softmax normaliser `lse` (B, H, 1) is known: keep the
+        query and a view of the last W + 1 keys only."""
+        self.windows[layer_idx] = (query, key[:, :, -(self.window + 1) :], lse, scale)
+
     def __bool__(self) -> bool:
-        return bool(self.bands or self.deferred)
+        return bool(self.bands or self.deferred or self.windows)
 
     def clear(self) -> None:
         self.bands.clear()
         self.deferred.clear()
+        self.windows.clear()
 
     def stacked(self) -> torch.Tensor:
         """Return (batch, queries, W + 1, layers * heads), layer-major like EMBER's features."""
@@ -70,22 +90,51 @@ class BandRecorder:
                 "interface, so no attention weights were recorded. spacy-ember needs a model "
                 "whose attention layers use `ALL_ATTENTION_FUNCTIONS` (Llama, Gemma, GPT-2, ...)."
             )
+        # Generation steps: one batched pass per group of equally shaped layers (all
+        # layers, for most models), instead of a dozen small operations inside each layer.
+        window_groups: dict[tuple, list[int]] = {}
+        for layer, (query, key, _, scale) in self.windows.items():
+            window_groups.setdefault((query.shape, key.shape, scale), []).append(layer)
+        if len(window_groups) == 1 and not (self.bands or self.deferred):
+            (((*_, scale), layers),) = window_groups.items()
+            stacked = self._window_bands(sorted(layers), scale)  # (L, B, H, 1, W + 1)
+            self.windows.clear()
+            L, B, H, Tq, W1 = stacked.shape
+            return stacked.permute(1, 3, 4, 0, 2).reshape(B, Tq, W1, L * H)
+        for (*_, scale), layers in window_groups.items():
+            self.bands.update(zip(layers, self._window_bands(layers, scale).unbind(0)))
         groups: dict[tuple, list[int]] = {}
         for layer, (query, key, scaling, softcap) in self.deferred.items():
             groups.setdefault((query.shape, key.shape, scaling, softcap), []).append(layer)
-        if len(groups) == 1 and not self.bands:  # a generation step: one batched pass
-            (((*_, scaling, softcap), layers),) = groups.items()
-            stacked = self._bands_of(sorted(layers), scaling, softcap)  # (L, B, H, 1, W+1)
-            self.deferred.clear()
-            L, B, H, Tq, W1 = stacked.shape
-            return stacked.permute(1, 3, 4, 0, 2).reshape(B, Tq, W1, L * H)
         for (*_, scaling, softcap), layers in groups.items():
             self.bands.update(zip(layers, self._bands_of(layers, scaling, softcap).unbind(0)))
+        self.windows.clear()
         self.deferred.clear()
         bands = [self.bands[i] for i in sorted(self.bands)]
         stacked = torch.stack(bands, dim=2)  # (B, H, L, Tq, W+1)
         B, H, L, Tq, W1 = stacked.shape
         return stacked.permute(0, 3, 4, 2, 1).reshape(B, Tq, W1, L * H)
+
+    def _window_bands(self, layers: list[int], scale: float) -> torch.Tensor:
+        """exp(scale * q.k - lse) to the last W + 1 keys: (L, B, H, 1, W + 1)."""
+        queries = torch.stack([self.windows[i][0] for i in layers]).float()
+        keys = torch.stack([self.windows[i][1] for i in layers]).float()
+        lses = torch.stack([self.windows[i][2] for i in layers]).float()
+        L, B, H, _, D = queries.shape
+        Hkv, n = keys.shape[2], keys.shape[3]
+        # head h reads key head h // (H // Hkv): one (H / Hkv) x n product per key head
+        groups = L * B * Hkv
+        scores = torch.baddbmm(
+            lses.reshape(groups, H // Hkv, 1),
+            queries.reshape(groups, H // Hkv, D),
+            keys.reshape(groups, n, D).transpose(1, 2),
+            beta=-1.0,
+            alpha=scale,
+        )  # scale * q.k - lse
+        band = scores.exp_().reshape(L, B, H, 1, n).flip(-1)  # [d] = weight to q - d
+        if n < self.window + 1:
+            band = torch.nn.functional.pad(band, (0, self.window + 1 - n))
+        return band
 
     def _bands_of(
         self, layers: list[int], scaling: float | None, softcap: float | None
@@ -198,19 +247,64 @@ def ember_sdpa_attention(
     **kwargs,
 ):
     """SDPA attention that also records the attention band when a recorder is active."""
-    output, _ = sdpa_attention_forward(
-        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-    )
     recorder = _RECORDER.get()
     if recorder is not None and recorder.active:
         layer = getattr(module, "layer_idx", len(recorder.bands) + len(recorder.deferred))
-        softcap = kwargs.get("softcap")
         if query.shape[2] == 1 and attention_mask is None:
-            recorder.defer(layer, query, key, scaling, softcap)
+            step = _cpu_step_with_lse(module, query, key, value, dropout, scaling, kwargs)
+            if step is not None:
+                output, lse, scale = step
+                recorder.keep_window(layer, query, key, lse, scale)
+                return output, None
+            recorder.defer(layer, query, key, scaling, kwargs.get("softcap"))
         else:
-            band = attention_band(query, key, attention_mask, scaling, recorder.window, softcap)
+            band = attention_band(
+                query, key, attention_mask, scaling, recorder.window, kwargs.get("softcap")
+            )
             recorder.record(layer, band)
+    output, _ = sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
     return output, None
+
+
+_FLASH = int(SDPBackend.FLASH_ATTENTION)
+
+
+def _cpu_step_with_lse(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    dropout: float,
+    scaling: float | None,
+    kwargs: dict,
+) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+    """A one-query generation step through the very kernel `sdpa_attention_forward` runs
+    on CPU (flash attention, bit-identical output), which also returns the log-sum-exp.
+
+    Returns (output as sdpa_attention_forward shapes it, lse (B, H, 1), scale), or None
+    where torch or transformers would take another route (GPU, math kernel, packed GQA,
+    softcap, position bias, paged cache).
+    """
+    choose = getattr(torch, "_fused_sdp_choice", None)
+    if (
+        choose is None
+        or query.device.type != "cpu"
+        or dropout
+        or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "cache"))
+    ):
+        return None
+    gqa = getattr(module, "num_key_value_groups", 1) > 1
+    if gqa and not use_gqa_in_sdpa(None, key, value):
+        return None
+    if choose(query, key, value, None, 0.0, False, scale=scaling, enable_gqa=gqa) != _FLASH:
+        return None
+    output, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, 0.0, False, scale=scaling
+    )[:2]
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return output.transpose(1, 2).contiguous(), lse, scale
 
 
 AttentionInterface.register(ATTN_IMPLEMENTATION, ember_sdpa_attention)

@@ -25,7 +25,28 @@ from .decoding import (
     span_type_probs,
 )
 from .features import LMFeatures, RawFeatures
-from .layers.probes import boundary_rows, boundary_type_probs, span_features
+from .layers.probes import boundary_rows, boundary_type_probs, probe_predictor, span_features
+
+
+class Rows:
+    """Rows appended one at a time into one growing array, read without re-stacking."""
+
+    def __init__(self, width: int, dtype) -> None:
+        self.data = np.empty((64, width), dtype=dtype)
+        self.n = 0
+
+    def append(self, row: np.ndarray) -> None:
+        if self.n == len(self.data):
+            self.data = np.concatenate([self.data, np.empty_like(self.data)])
+        self.data[self.n] = row
+        self.n += 1
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def array(self) -> np.ndarray:
+        return self.data[: self.n]
 
 
 @dataclass
@@ -54,8 +75,8 @@ class IncrementalNER:
         self.ner = ner
         self.make_doc = nlp.make_doc
         self.model = ner.model  # type: ignore[attr-defined]
-        self.typing = self.model.get_ref("typing_probe")
-        self.span = self.model.get_ref("span_probe")
+        self.typing = probe_predictor(self.model.get_ref("typing_probe"))
+        self.span = probe_predictor(self.model.get_ref("span_probe"))
         cfg = ner.cfg  # type: ignore[attr-defined]
         self.threshold, self.type_rule, self.reject_o = (
             cfg["threshold"],
@@ -68,8 +89,9 @@ class IncrementalNER:
         self.feature_dtype = extractor.feature_dtype
         self.text = ""
         self.offsets: list[tuple[int, int]] = []
-        self.type_logits: list[np.ndarray] = []
-        self.type_probs: list[np.ndarray] = []  # softmax of each row, float64 as in batch
+        n_types = len(self.labels) + 1
+        self.type_logits = Rows(n_types, np.float32)
+        self.type_probs = Rows(n_types, np.float64)  # softmax of each row, float64 as in batch
         self.entity_typed: list[bool] = []  # typing-probe argmax is not O, per piece read
         self.scored: list[Entity] = []  # spans above threshold; start/end are char offsets
         self.selected: list[Entity] = []
@@ -96,9 +118,10 @@ class IncrementalNER:
             return False
         if self.type_rule == "first":
             return True
-        recent = np.stack(self.type_probs[-self.window :][::-1])
-        means = np.cumsum(recent, axis=0) / np.arange(1, len(recent) + 1)[:, None]
-        return bool((means.argmax(axis=1) != 0).any())
+        # The mean of a suffix is typed as an entity where its sum's largest entity
+        # type exceeds O; the margin keeps near-ties (summation order) on the safe side.
+        sums = np.cumsum(self.type_probs.array[-self.window :][::-1], axis=0)
+        return bool((sums[:, 1:].max(axis=1) >= sums[:, 0] - 1e-9).any())
 
     def read(
         self,
@@ -126,7 +149,7 @@ class IncrementalNER:
     def _read(self, hidden: np.ndarray, band: np.ndarray | None) -> list[EntityChange]:
         query = self.n_read
         x = hidden.astype(self.feature_dtype).astype("float32").reshape(1, -1)
-        logits = self.model.ops.to_numpy(self.typing.predict(x))[0]
+        logits = self.typing(x)[0]
         self.type_logits.append(logits)
         self.type_probs.append(softmax(logits.astype("float64")))
         self.entity_typed.append(int(np.argmax(logits)) != 0)
@@ -151,7 +174,7 @@ class IncrementalNER:
         cands = cands[cands[:, 2] == query]
         if len(cands) == 0:
             return False
-        type_probs = np.stack(self.type_probs)
+        type_probs = self.type_probs.array
         types = [span_type_probs(type_probs, align, s, e, self.type_rule) for s, e in cands[:, :2]]
         keep = [i for i, t in enumerate(types) if not (self.reject_o and t.argmax() == 0)]
         if not keep:
@@ -160,9 +183,9 @@ class IncrementalNER:
         boundary = None
         if self.model.attrs["boundary_types"]:
             rows = boundary_rows(cands[:, 2], cands[:, 3])
-            boundary = boundary_type_probs(np.stack(self.type_logits), rows)
+            boundary = boundary_type_probs(self.type_logits.array, rows)
         X = span_features(self.model, band[cands[:, 3]], boundary)
-        scores = sigmoid(self.model.ops.to_numpy(self.span.predict(X))[:, 0].astype("float64"))
+        scores = sigmoid(self.span(X)[:, 0].astype("float64"))
         passed = False
         for k, (s, e) in enumerate(cands[:, :2]):
             if scores[k] >= self.threshold:

@@ -23,6 +23,9 @@ from .extractor import FeatureExtractor, context_size
 from .incremental import EntityChange, IncrementalNER
 from .taps import LMTaps
 
+# Pieces decoded again at each step to find the new piece's text (see add_token).
+DECODE_WINDOW = 8
+
 
 @dataclass
 class StreamEvent:
@@ -93,17 +96,23 @@ class _StreamRun:
         if token_id in self.stop_ids:
             return
         self.ids.append(token_id)
-        text = self.lm.tokenizer.decode(
-            self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
-        )
-        if text.startswith(self.text):
-            common = len(self.text)
-        else:  # a multi-byte character completed: earlier text changed
-            diff = (i for i, (a, b) in enumerate(zip(self.text, text)) if a != b)
-            common = next(diff, min(len(self.text), len(text)))
-        self.ranges.append((common, len(text)))
-        self.text = text
+        # Decode only the last few pieces, before and after the new one (decoding the
+        # whole text each step costs more as it grows): the text from where the two
+        # decodings first differ is replaced. A multi-byte character that the new piece
+        # completes changes earlier text; a window of DECODE_WINDOW pieces covers any
+        # character (at most 4 bytes) and a decoder's special first-piece handling.
+        start = max(0, len(self.ids) - 1 - DECODE_WINDOW)
+        before, after = (self._decode(self.ids[start:end]) for end in (-1, None))
+        diff = (i for i, (a, b) in enumerate(zip(before, after)) if a != b)
+        common = len(self.text) - len(before) + next(diff, min(len(before), len(after)))
+        self.text = self.text[:common] + after[common - len(self.text) + len(before) :]
+        self.ranges.append((common, len(self.text)))
         self.taps.recorder.active = self.ner.needs_band()
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.lm.tokenizer.decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
 
     def _unread(self) -> int:
         return len(self.ranges) - len(self.ner.offsets)
@@ -122,7 +131,7 @@ class _StreamRun:
                 changes = self.ner.read(self.text, start, end, hidden[k], b)
                 self._emit_changes(changes)
                 labels = ("O", *self.ner.labels)
-                label = labels[int(np.argmax(self.ner.type_logits[-1]))]
+                label = labels[int(np.argmax(self.ner.type_logits.array[-1]))]
                 token_id = self.ids[len(self.ner.offsets) - 1]
                 self.emit(
                     StreamEvent("token", self.text[start:end], start, end, label, None, token_id)

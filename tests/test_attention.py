@@ -1,5 +1,7 @@
 """The recorded attention band equals what eager attention computes."""
 
+import copy
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -114,3 +116,24 @@ def test_inactive_recorder_records_nothing():
         rec.active = False
         model(torch.randint(3, 100, (1, 5)))
     assert not rec
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_recorded_generation_step_is_bit_identical_and_reads_only_the_window(arch):
+    model = tiny_model(arch)
+    model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    ids = torch.randint(3, 100, (1, 12))
+    with torch.no_grad():
+        past = model(ids[:, :11], use_cache=True).past_key_values
+        plain = model(ids[:, 11:], past_key_values=copy.deepcopy(past), use_cache=True).logits
+        with record_attention(W) as rec:
+            recorded = model(ids[:, 11:], past_key_values=past, use_cache=True).logits
+            kept = dict(rec.windows)
+            band = rec.stacked()
+    assert torch.equal(plain, recorded)
+    assert sorted(kept) == [0, 1] and not rec.deferred
+    assert all(key.shape[2] == W + 1 for _, key, _, _ in kept.values())  # never the whole cache
+    ref = eager_attentions(model, ids, torch.ones_like(ids))
+    for layer, att in enumerate(ref.attentions):
+        expected = att[0, :, 11, 11 - W : 12].flip(-1).T
+        assert torch.allclose(band[0, 0, :, layer * 4 : (layer + 1) * 4], expected, atol=1e-6)

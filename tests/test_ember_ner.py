@@ -8,6 +8,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 
 from spacy_ember.features import LMFeatures
+from spacy_ember.layers.probes import build_probe_mlp, probe_predictor
 from spacy_ember.pipeline.causal_lm import CausalLM
 from spacy_ember.pipeline.ember_ner import EmberNER
 
@@ -207,3 +208,21 @@ def test_unknown_attn_transform():
     nlp.add_pipe("causal_lm", config=tiny_lm_config())
     with pytest.raises(ValueError, match="attn_transform"):
         nlp.add_pipe("ember_ner", config={"model": {"attn_transform": "cube"}})
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_probe_predictor_equals_thinc_predict(normalize, depth):
+    """Streaming's plain-numpy probe inference is thinc's forward pass, number for number."""
+    probe = build_probe_mlp(width=16, depth=depth, dropout=0.2, normalize=normalize, nO=5)
+    X = np.random.default_rng(depth).normal(size=(7, 12)).astype("float32") * 3 + 1
+    probe.initialize(X=X)
+    for param in ("W", "b", "G"):  # non-trivial LayerNorm and bias values
+        for layer in probe.walk():
+            if layer.has_param(param):
+                shape = layer.get_param(param).shape
+                layer.set_param(param, np.random.default_rng(1).normal(size=shape).astype("f"))
+    expected = probe.ops.to_numpy(probe.predict(X))
+    got = probe_predictor(probe)(X)
+    assert got.shape == expected.shape == (7, 5)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

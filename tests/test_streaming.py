@@ -1,5 +1,6 @@
 """Streaming NER during generation, with the tiny random LM."""
 
+import os
 import threading
 
 import pytest
@@ -101,6 +102,31 @@ def test_events_are_well_formed(architecture, eos):
             else:
                 assert live.pop(key) == e.label
     assert sorted((s, e, label) for (s, e), label in live.items()) == ents(end.doc)
+
+
+@pytest.mark.parametrize(
+    "text", [TEXT, "Müller traf 東京 und 🎉🎉 in Zürich, é.", "naïve café 👩‍👩‍👧 Ελλάδα, 北京市."]
+)
+def test_incremental_decoding_equals_decoding_the_whole_text(architecture, text):
+    """Each piece's character range is what decoding the whole text after it gives,
+    also where multi-byte characters span several pieces (they do with the tiny BPE)."""
+    nlp = tiny_pipeline(architecture, threshold=0.4, reject_o=False)
+    events = forced_stream(nlp, text)
+    tokens = [e for e in events if e.kind == "token"]
+    assert len(tokens) > 20  # longer than the decoding window
+    tokenizer = nlp.get_pipe("causal_lm").extractor.lm.tokenizer
+    ids = [t.token_id for t in tokens]
+    previous = ""
+    for k, token in enumerate(tokens):
+        whole = tokenizer.decode(
+            ids[: k + 1], skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        assert (token.start_char, token.end_char) == (
+            len(os.path.commonprefix([previous, whole])),
+            len(whole),
+        )
+        previous = whole
+    assert events[-1].doc.text == previous == text
 
 
 def test_eos_closes_a_span_at_the_end(architecture):

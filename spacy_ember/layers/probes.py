@@ -7,6 +7,7 @@ after a candidate span to the span's first piece -> "is an entity span".
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import numpy as np
@@ -55,7 +56,7 @@ def build_probe_mlp(
     layers: list[Model] = [LayerNorm()] if normalize else []
     layers += [Relu(nO=width, dropout=dropout) for _ in range(depth)]
     layers.append(Linear(nO=nO))
-    model: Model[Floats2d, Floats2d] = chain(*layers)
+    model: Model[Floats2d, Floats2d] = chain(*layers) if len(layers) > 1 else layers[0]
     if type(model.ops) is NumpyOps:
         # numpy's BLAS instead of thinc's bundled blis: on the 2-core EPYC this was
         # measured on, blis ran these matrix products 6-10x slower (393 vs 39 us for one
@@ -64,6 +65,51 @@ def build_probe_mlp(
         for layer in model.walk():
             layer.ops = ops
     return model
+
+
+def probe_predictor(probe: Model[Floats2d, Floats2d]) -> Callable[[np.ndarray], np.ndarray]:
+    """A trained ProbeMLP's inference as plain numpy over its current weights.
+
+    The arithmetic of thinc's LayerNorm, Relu and Linear, without thinc's per-layer
+    dispatch, which costs more than the products themselves for the one-row calls made
+    while streaming. A probe of other layers falls back to `predict`.
+    """
+    steps: list[Callable[[np.ndarray], np.ndarray]] = []
+    for layer in _leaf_layers(probe):
+        if layer.name == "layernorm":
+            steps.append(partial(_layer_norm, G=layer.get_param("G"), b=layer.get_param("b")))
+        elif layer.name in ("relu", "linear"):
+            W, b = layer.get_param("W"), layer.get_param("b")
+            relu = layer.name == "relu"
+            steps.append(
+                lambda X, W=W, b=b, relu=relu: np.maximum(X @ W.T + b, 0) if relu else X @ W.T + b
+            )
+        elif layer.name != "dropout":  # dropout is the identity at inference
+            return lambda X: probe.ops.to_numpy(probe.predict(probe.ops.asarray2f(X)))
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        for step in steps:
+            X = step(X)
+        return X
+
+    return predict
+
+
+def _layer_norm(X: np.ndarray, G: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """thinc's LayerNorm: X.mean and X.var's own reductions, without their wrappers."""
+    n = X.shape[1]
+    centred = X - np.add.reduce(X, axis=1, keepdims=True) / n
+    var = np.add.reduce(centred * centred, axis=1, keepdims=True) / n + 1e-08
+    return centred * var ** (-1.0 / 2.0) * G + b
+
+
+def _leaf_layers(model: Model) -> list[Model]:
+    """The layers of a chain in the order they run."""
+    return (
+        [leaf for layer in model.layers for leaf in _leaf_layers(layer)]
+        if model.layers
+        else [model]
+    )
 
 
 @registry.architectures("spacy-ember.EmberProbes.v1")
