@@ -268,7 +268,7 @@ def ember_sdpa_attention(
     return output, None
 
 
-_FLASH = int(SDPBackend.FLASH_ATTENTION)
+_FLASH = SDPBackend.FLASH_ATTENTION.value
 
 
 def _cpu_step_with_lse(

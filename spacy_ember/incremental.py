@@ -185,7 +185,7 @@ class IncrementalNER:
             rows = boundary_rows(cands[:, 2], cands[:, 3])
             boundary = boundary_type_probs(self.type_logits.array, rows)
         X = span_features(self.model, band[cands[:, 3]], boundary)
-        scores = sigmoid(self.span(X)[:, 0].astype("float64"))
+        scores = sigmoid(self.span(np.asarray(X))[:, 0].astype("float64"))
         passed = False
         for k, (s, e) in enumerate(cands[:, :2]):
             if scores[k] >= self.threshold:

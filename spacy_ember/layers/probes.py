@@ -76,16 +76,13 @@ def probe_predictor(probe: Model[Floats2d, Floats2d]) -> Callable[[np.ndarray], 
     """
     steps: list[Callable[[np.ndarray], np.ndarray]] = []
     for layer in _leaf_layers(probe):
+        params = {name: np.asarray(layer.get_param(name)) for name in layer.param_names}
         if layer.name == "layernorm":
-            steps.append(partial(_layer_norm, G=layer.get_param("G"), b=layer.get_param("b")))
+            steps.append(partial(_layer_norm, **params))
         elif layer.name in ("relu", "linear"):
-            W, b = layer.get_param("W"), layer.get_param("b")
-            relu = layer.name == "relu"
-            steps.append(
-                lambda X, W=W, b=b, relu=relu: np.maximum(X @ W.T + b, 0) if relu else X @ W.T + b
-            )
+            steps.append(partial(_affine, **params, relu=layer.name == "relu"))
         elif layer.name != "dropout":  # dropout is the identity at inference
-            return lambda X: probe.ops.to_numpy(probe.predict(probe.ops.asarray2f(X)))
+            return lambda X: probe.ops.to_numpy(probe.predict(cast(Floats2d, X)))
 
     def predict(X: np.ndarray) -> np.ndarray:
         for step in steps:
@@ -101,6 +98,12 @@ def _layer_norm(X: np.ndarray, G: np.ndarray, b: np.ndarray) -> np.ndarray:
     centred = X - np.add.reduce(X, axis=1, keepdims=True) / n
     var = np.add.reduce(centred * centred, axis=1, keepdims=True) / n + 1e-08
     return centred * var ** (-1.0 / 2.0) * G + b
+
+
+def _affine(X: np.ndarray, W: np.ndarray, b: np.ndarray, relu: bool) -> np.ndarray:
+    """thinc's Linear (relu=False) and Relu layers: X @ W.T + b."""
+    Y = X @ W.T + b
+    return np.maximum(Y, 0) if relu else Y
 
 
 def _leaf_layers(model: Model) -> list[Model]:
