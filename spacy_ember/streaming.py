@@ -87,6 +87,8 @@ class _StreamRun:
         self.ids: list[int] = []
         self.text = ""
         self.ranges: list[tuple[int, int]] = []  # char range of each generated piece
+        # The decoded text of the pieces from window_start on (see add_token).
+        self.window_start, self.window_text = 0, ""
         self.stop_ids = _stop_ids(self.lm.model, self.lm.tokenizer)
         self.taps = LMTaps(self.lm.model, self.extractor.layers, self.extractor.attn_window)
 
@@ -96,13 +98,17 @@ class _StreamRun:
         if token_id in self.stop_ids:
             return
         self.ids.append(token_id)
-        # Decode only the last few pieces, before and after the new one (decoding the
-        # whole text each step costs more as it grows): the text from where the two
-        # decodings first differ is replaced. A multi-byte character that the new piece
-        # completes changes earlier text; a window of DECODE_WINDOW pieces covers any
-        # character (at most 4 bytes) and a decoder's special first-piece handling.
-        start = max(0, len(self.ids) - 1 - DECODE_WINDOW)
-        before, after = (self._decode(self.ids[start:end]) for end in (-1, None))
+        # Decode only the last pieces, before and after the new one (decoding the whole
+        # text each step costs more as it grows): the text from where the two decodings
+        # first differ is replaced. A multi-byte character that the new piece completes
+        # changes earlier text; at least DECODE_WINDOW pieces before the new one cover any
+        # character (at most 4 bytes) and a decoder's special first-piece handling. The
+        # window's start moves on in steps, so "before" is mostly the last "after".
+        before = self.window_text
+        if len(self.ids) - 1 - self.window_start > 2 * DECODE_WINDOW:
+            self.window_start = len(self.ids) - 1 - DECODE_WINDOW
+            before = self._decode(self.ids[self.window_start : -1])
+        after = self.window_text = self._decode(self.ids[self.window_start :])
         diff = (i for i, (a, b) in enumerate(zip(before, after)) if a != b)
         common = len(self.text) - len(before) + next(diff, min(len(before), len(after)))
         self.text = self.text[:common] + after[common - len(self.text) + len(before) :]

@@ -151,6 +151,9 @@ def evaluate_linkner(
     fixed_fraction: float = typer.Option(0.2, help="Also report routing this fraction"),
     fuse_weight: float = typer.Option(0.5, help="LLM weight when fusing"),
     limit: int = typer.Option(None, help="Use only the first N docs of each split"),
+    dev_limit: int = typer.Option(
+        None, help="Calibrate on only the first N dev docs (default: --limit)"
+    ),
 ) -> None:
     """Per uncertainty method: threshold calibrated on dev (best F1), then on test the
     probe F1, routed fraction, LLM accuracy on routed spans, F1 after replace / fuse,
@@ -159,7 +162,8 @@ def evaluate_linkner(
 
     started = time.perf_counter()
     options = _router_options(base_url, llm, cache_dir)
-    settings = (dev_path, test_path, limit, max_routed, fixed_fraction, fuse_weight)
+    dev_limit = dev_limit or limit
+    settings = (dev_path, test_path, dev_limit, limit, max_routed, fixed_fraction, fuse_weight)
     runs = [(model, lambda m: m != "evidential")]
     if evidential_model is not None:
         runs.append((evidential_model, lambda m: m == "evidential"))
@@ -190,6 +194,7 @@ def evaluate_linkner(
         "prompt_tokens": stats["prompt_tokens"],
         "wall_seconds": round(time.perf_counter() - started, 1),
         "docs_per_split": limit,
+        "dev_docs": dev_limit,
         "max_routed": max_routed,
         "fuse_weight": fuse_weight,
     }
@@ -204,12 +209,12 @@ def evaluate_linkner(
 
 
 def _evaluate_methods(
-    nlp, methods, dev_path, test_path, limit, max_routed, fixed_fraction, fuse_weight
+    nlp, methods, dev_path, test_path, dev_limit, limit, max_routed, fixed_fraction, fuse_weight
 ):
     """Calibrate each method on dev, then score it on test; the LLM sees each entity once."""
     router = nlp.get_pipe(ROUTER)
     labels, remove_none = router.ner.labels, router.remove_none
-    dev = collect(nlp, _gold(nlp, dev_path, limit), methods, ROUTER)
+    dev = collect(nlp, _gold(nlp, dev_path, dev_limit), methods, ROUTER)
     dev_answers, _ = ask(
         nlp, ROUTER, dev, set().union(*(_top_keys(dev, m, max_routed) for m in methods))
     )
@@ -312,10 +317,14 @@ def _table(name: str, results: dict, run: dict, fixed: float) -> str:
         "",
         f"LLM calls {run['llm_calls']} ({run['llm_requests']} requests, {run['cache_hits']} "
         f"from the cache, failures {run['failures'] or 'none'}), prompt tokens "
-        f"{run['prompt_tokens']}, wall {run['wall_seconds']} s; first "
-        f"{run['docs_per_split'] or 'all'} docs of dev and test.",
+        f"{run['prompt_tokens']}, wall {run['wall_seconds']} s; test: "
+        f"{_docs(run['docs_per_split'])}, dev (calibration): {_docs(run.get('dev_docs'))}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _docs(limit: int | None) -> str:
+    return f"first {limit} docs" if limit else "all docs"
 
 
 def _plot(curves: dict, path: Path, name: str) -> None:
