@@ -74,8 +74,9 @@ class BandRecorder:
         query and a view of the last W + 1 keys only."""
         self.windows[layer_idx] = (query, key[:, :, -(self.window + 1) :], lse, scale)
 
-    def __bool__(self) -> bool:
-        return bool(self.bands or self.deferred or self.windows)
+    def __len__(self) -> int:
+        """Layers recorded so far."""
+        return len(self.bands) + len(self.deferred) + len(self.windows)
 
     def clear(self) -> None:
         self.bands.clear()
@@ -90,30 +91,29 @@ class BandRecorder:
                 "interface, so no attention weights were recorded. spacy-ember needs a model "
                 "whose attention layers use `ALL_ATTENTION_FUNCTIONS` (Llama, Gemma, GPT-2, ...)."
             )
-        # Generation steps: one batched pass per group of equally shaped layers (all
-        # layers, for most models), instead of a dozen small operations inside each layer.
+        # One batched pass per group of equally shaped layers (all layers, for most
+        # models), instead of a dozen small operations inside each layer.
+        parts: list[tuple[list[int], torch.Tensor]] = []  # layers, (L, B, H, Tq, W + 1)
         window_groups: dict[tuple, list[int]] = {}
         for layer, (query, key, _, scale) in self.windows.items():
             window_groups.setdefault((query.shape, key.shape, scale), []).append(layer)
-        if len(window_groups) == 1 and not (self.bands or self.deferred):
-            (((*_, scale), layers),) = window_groups.items()
-            stacked = self._window_bands(sorted(layers), scale)  # (L, B, H, 1, W + 1)
-            self.windows.clear()
-            L, B, H, Tq, W1 = stacked.shape
-            return stacked.permute(1, 3, 4, 0, 2).reshape(B, Tq, W1, L * H)
         for (*_, scale), layers in window_groups.items():
-            self.bands.update(zip(layers, self._window_bands(layers, scale).unbind(0)))
+            parts.append((layers, self._window_bands(layers, scale)))
         groups: dict[tuple, list[int]] = {}
         for layer, (query, key, scaling, softcap) in self.deferred.items():
             groups.setdefault((query.shape, key.shape, scaling, softcap), []).append(layer)
         for (*_, scaling, softcap), layers in groups.items():
-            self.bands.update(zip(layers, self._bands_of(layers, scaling, softcap).unbind(0)))
-        self.windows.clear()
-        self.deferred.clear()
-        bands = [self.bands[i] for i in sorted(self.bands)]
-        stacked = torch.stack(bands, dim=2)  # (B, H, L, Tq, W+1)
-        B, H, L, Tq, W1 = stacked.shape
-        return stacked.permute(0, 3, 4, 2, 1).reshape(B, Tq, W1, L * H)
+            parts.append((layers, self._bands_of(layers, scaling, softcap)))
+        if self.bands:
+            parts.append((list(self.bands), torch.stack(list(self.bands.values()))))
+        self.clear()
+        layers = [layer for group, _ in parts for layer in group]
+        stacked = parts[0][1] if len(parts) == 1 else torch.cat([band for _, band in parts])
+        if layers != sorted(layers):
+            order = sorted(range(len(layers)), key=layers.__getitem__)
+            stacked = stacked[torch.tensor(order, device=stacked.device)]
+        L, B, H, Tq, W1 = stacked.shape
+        return stacked.permute(1, 3, 4, 0, 2).reshape(B, Tq, W1, L * H)
 
     def _window_bands(self, layers: list[int], scale: float) -> torch.Tensor:
         """exp(scale * q.k - lse) to the last W + 1 keys: (L, B, H, 1, W + 1)."""
@@ -249,7 +249,7 @@ def ember_sdpa_attention(
     """SDPA attention that also records the attention band when a recorder is active."""
     recorder = _RECORDER.get()
     if recorder is not None and recorder.active:
-        layer = getattr(module, "layer_idx", len(recorder.bands) + len(recorder.deferred))
+        layer = getattr(module, "layer_idx", len(recorder))
         if query.shape[2] == 1 and attention_mask is None:
             step = _cpu_step_with_lse(module, query, key, value, dropout, scaling, kwargs)
             if step is not None:

@@ -137,3 +137,25 @@ def test_recorded_generation_step_is_bit_identical_and_reads_only_the_window(arc
     for layer, att in enumerate(ref.attentions):
         expected = att[0, :, 11, 11 - W : 12].flip(-1).T
         assert torch.allclose(band[0, 0, :, layer * 4 : (layer + 1) * 4], expected, atol=1e-6)
+
+
+def test_recorder_stacks_mixed_routes_in_layer_order():
+    """Layers recorded by different routes (a full band, a kept window with its
+    normaliser, a deferred query/keys) come out in layer order, equal to the band."""
+    from spacy_ember.attention import BandRecorder
+
+    torch.manual_seed(3)
+    q = [torch.randn(1, 4, 1, 8) for _ in range(3)]
+    k = [torch.randn(1, 2, 9, 8) for _ in range(3)]
+    expected = [attention_band(qi, ki, None, 0.3, window=W) for qi, ki in zip(q, k)]
+    rec = BandRecorder(W)
+    rec.record(2, expected[2])
+    scores = torch.matmul(q[0].reshape(1, 2, 2, 8), k[0].transpose(-1, -2)) * 0.3
+    rec.keep_window(0, q[0], k[0], torch.logsumexp(scores, -1).reshape(1, 4, 1), 0.3)
+    rec.defer(1, q[1], k[1], 0.3, None)
+    assert len(rec) == 3
+    band = rec.stacked()[0, 0]  # (W + 1, 3 layers * 4 heads)
+    assert not rec
+    for layer in range(3):
+        want = expected[layer][0, :, 0].T  # (W + 1, heads)
+        assert torch.allclose(band[:, layer * 4 : (layer + 1) * 4], want, atol=1e-6)
