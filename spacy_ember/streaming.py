@@ -23,7 +23,7 @@ from .extractor import FeatureExtractor, context_size
 from .incremental import EntityChange, IncrementalNER
 from .taps import LMTaps
 
-# Pieces decoded again at each step to find the new piece's text (see add_token).
+# Fewest earlier pieces decoded with each new one to find its text (see add_token).
 DECODE_WINDOW = 8
 
 
