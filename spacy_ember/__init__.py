@@ -5,7 +5,7 @@ from .features import LMFeatures, RawFeatures
 from .pipeline.causal_lm import CausalLM
 from .pipeline.ember_ner import EmberNER
 from .pipeline.linkner_router import LinkNERRouter
-from .streaming import StreamEvent, generate_with_entities, stream
+from .streaming import GenerationSettings, StreamEvent, generate_with_entities, stream
 
 __all__ = [
     "__version__",
@@ -14,6 +14,7 @@ __all__ = [
     "LinkNERRouter",
     "LMFeatures",
     "RawFeatures",
+    "GenerationSettings",
     "StreamEvent",
     "generate_with_entities",
     "stream",
