@@ -18,7 +18,9 @@ from .answers import Answer
 from .fusion import decide
 from .labels import NONE_LABEL
 
-Key = tuple[int, int, int]  # doc index, start token, end token
+# doc index, start char, end char: characters, because the pipeline's tokens need not be
+# the gold docs' tokens (CoNLL's "New-York" is one token, spaCy's three).
+Key = tuple[int, int, int]
 
 
 @dataclass
@@ -47,7 +49,9 @@ def collect(
     texts = (d.text for d in gold_docs)
     with nlp.select_pipes(disable=[router_name]):
         docs = list(nlp.pipe(texts, batch_size=64))
-    gold = {(i, e.start, e.end, e.label_) for i, d in enumerate(gold_docs) for e in d.ents}
+    gold = {
+        (i, e.start_char, e.end_char, e.label_) for i, d in enumerate(gold_docs) for e in d.ents
+    }
     gold_label = {(i, s, e): label for i, s, e, label in gold}
     predicted = []
     methods = list(methods)
@@ -55,7 +59,7 @@ def collect(
         scores = {m: router.uncertainties(doc, m) for m in methods}  # type: ignore[attr-defined]
         local = router.local_distributions(doc)  # type: ignore[attr-defined]
         for j, ent in enumerate(doc.ents):
-            key = (i, ent.start, ent.end)
+            key = (i, ent.start_char, ent.end_char)
             predicted.append(
                 Predicted(
                     key,
@@ -77,7 +81,8 @@ def ask(
     if client is None:
         raise RuntimeError("linkner_router has no LLM client; see the warning above.")
     order = sorted(keys)
-    requests = [router.request(collected.docs[i][s:e]) for i, s, e in order]  # type: ignore[attr-defined]
+    spans = [collected.docs[i].char_span(s, e) for i, s, e in order]
+    requests = [router.request(span) for span in spans]  # type: ignore[attr-defined]
     start = time.perf_counter()
     answers = client.classify(requests)
     return dict(zip(order, answers)), time.perf_counter() - start
