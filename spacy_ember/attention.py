@@ -131,10 +131,7 @@ class BandRecorder:
             beta=-1.0,
             alpha=scale,
         )  # scale * q.k - lse
-        band = scores.exp_().reshape(L, B, H, 1, n).flip(-1)  # [d] = weight to q - d
-        if n < self.window + 1:
-            band = torch.nn.functional.pad(band, (0, self.window + 1 - n))
-        return band
+        return _as_band(scores.exp_().reshape(L, B, H, 1, n), self.window)
 
     def _bands_of(
         self, layers: list[int], scaling: float | None, softcap: float | None
@@ -176,7 +173,7 @@ def attention_band(
         return single_query_bands(query[None], key[None], scaling, window, softcap)[0]
     if key.shape[1] != H:
         key = key.repeat_interleave(H // key.shape[1], dim=1)
-    scale = scaling if scaling is not None else D**-0.5
+    scale = _scale(scaling, D)
     device = query.device
     offsets = torch.arange(window + 1, device=device)
     bands = []
@@ -223,17 +220,29 @@ def single_query_bands(
     Grouped-query heads read their key head without copying keys."""
     L, B, H, _, D = query.shape
     Hkv, Tk = key.shape[2], key.shape[3]
-    scale = scaling if scaling is not None else D**-0.5
+    scale = _scale(scaling, D)
     # head h reads key head h // (H // Hkv)
     q = query.float().reshape(L, B, Hkv, H // Hkv, D) * scale
     scores = torch.matmul(q, key.float().transpose(-1, -2))
     if softcap is not None:
         scores = softcap * torch.tanh(scores / softcap)
     n = min(window + 1, Tk)
-    band = torch.softmax(scores, dim=-1)[..., Tk - n :].flip(-1)  # [d] = weight to q - d
-    if n < window + 1:
-        band = torch.nn.functional.pad(band, (0, window + 1 - n))
-    return band.reshape(L, B, H, 1, window + 1)
+    return _as_band(torch.softmax(scores, dim=-1)[..., Tk - n :], window).reshape(
+        L, B, H, 1, window + 1
+    )
+
+
+def _as_band(weights: torch.Tensor, window: int) -> torch.Tensor:
+    """Weights to the last n <= W + 1 keys, oldest first, as a band: [..., d] is the
+    weight to q - d, zero where q - d precedes the text."""
+    band = weights.flip(-1)
+    n = band.shape[-1]
+    return torch.nn.functional.pad(band, (0, window + 1 - n)) if n < window + 1 else band
+
+
+def _scale(scaling: float | None, head_dim: int) -> float:
+    """The layer's attention scale, SDPA's default 1 / sqrt(head_dim) where it has none."""
+    return scaling if scaling is not None else head_dim**-0.5
 
 
 def ember_sdpa_attention(
@@ -269,6 +278,8 @@ def ember_sdpa_attention(
 
 
 _FLASH = SDPBackend.FLASH_ATTENTION.value
+# torch's own pick of an SDPA kernel for given inputs (private; None if it goes away).
+_FUSED_SDP_CHOICE = getattr(torch, "_fused_sdp_choice", None)
 
 
 def _cpu_step_with_lse(
@@ -287,7 +298,7 @@ def _cpu_step_with_lse(
     where torch or transformers would take another route (GPU, math kernel, packed GQA,
     softcap, position bias, paged cache).
     """
-    choose = getattr(torch, "_fused_sdp_choice", None)
+    choose = _FUSED_SDP_CHOICE
     if (
         choose is None
         or query.device.type != "cpu"
@@ -303,8 +314,7 @@ def _cpu_step_with_lse(
     output, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, 0.0, False, scale=scaling
     )[:2]
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    return output.transpose(1, 2).contiguous(), lse, scale
+    return output.transpose(1, 2).contiguous(), lse, _scale(scaling, query.shape[-1])
 
 
 AttentionInterface.register(ATTN_IMPLEMENTATION, ember_sdpa_attention)
