@@ -140,3 +140,35 @@ def test_calibrate_and_evaluate_commands(tmp_path):
         assert r["oracle_f"] >= r["replace_f"] - 1e-9 or r["routed_fraction"] == 0
     assert (tmp_path / "metrics" / "linkner-tiny-risk-coverage.png").stat().st_size > 0
     assert "| entropy |" in (tmp_path / "metrics" / "linkner-tiny.md").read_text()
+
+
+def test_collect_matches_gold_by_characters():
+    """Gold docs tokenised unlike spaCy ("New-York" one token, spaCy's three) still
+    match the pipeline's entities: matching is by characters, not token indices."""
+    from spacy.tokens import Doc
+
+    from spacy_ember.linkner.evaluate import collect
+
+    from .helpers import tiny_pipeline
+    from .test_linkner_router import DEFINITIONS
+
+    nlp = tiny_pipeline(threshold=1e-6, reject_o=False)
+    settings = {"model": "fake", "base_url": "http://127.0.0.1:9/v1", "threshold": 1.0}
+    definitions = {"@misc": "spacy-ember.label_definitions.v1", "definitions": DEFINITIONS}
+    settings["label_set"] = definitions
+    nlp.add_pipe("linkner_router", config=settings)
+    words = ["New-York", "is", "big", "and", "Ada", "Lovelace", "lived", "in", "London"]
+    text = " ".join(words)
+    with nlp.select_pipes(disable=["linkner_router"]):
+        predicted = nlp(text).ents
+    gold_doc = Doc(nlp.vocab, words=words)
+    assert len(gold_doc) < len(nlp.make_doc(text))  # the tokenisations differ
+    # Gold: every predicted entity that falls on gold token boundaries, labelled as predicted.
+    spans = [gold_doc.char_span(e.start_char, e.end_char, label=e.label_) for e in predicted]
+    gold_doc.ents = [s for s in spans if s is not None]
+    assert any(e.start_char > len("New-York") for e in gold_doc.ents)  # after the split token
+    collected = collect(nlp, [gold_doc], ["confidence"], "linkner_router")
+    gold_keys = {(0, e.start_char, e.end_char) for e in gold_doc.ents}
+    matched = {p.key for p in collected.predicted if p.gold != "NONE"}
+    assert matched == gold_keys
+    assert prf({(*p.key, p.label) for p in collected.predicted}, collected.gold)[1] == 1.0
