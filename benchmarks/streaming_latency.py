@@ -44,12 +44,8 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
 from spacy_ember import streaming  # noqa: E402
 from spacy_ember.attention import ATTN_IMPLEMENTATION  # noqa: E402
-from spacy_ember.streaming import (  # noqa: E402
-    GenerationSettings,
-    generate_with_entities,
-    prompt_ids,
-    stream,
-)
+from spacy_ember.generation import GenerationSettings, prompt_ids  # noqa: E402
+from spacy_ember.streaming import generate_with_entities, stream  # noqa: E402
 
 PROMPTS = [
     "Write one news sentence about a German chancellor.",

@@ -25,6 +25,7 @@ from .decoding import (
     span_type_probs,
 )
 from .features import LMFeatures, RawFeatures
+from .generation import extractor_of
 from .layers.probes import boundary_rows, boundary_type_probs, probe_predictor, span_features
 
 
@@ -70,8 +71,7 @@ class IncrementalNER:
 
     def __init__(self, nlp: Language, component: str = "ember_ner") -> None:
         ner = nlp.get_pipe(component)
-        extractor = ner.upstream(nlp).extractor  # type: ignore[attr-defined, union-attr]
-        self.extractor = extractor
+        self.extractor = extractor = extractor_of(nlp, component)
         self.ner = ner
         self.make_doc = nlp.make_doc
         self.model = ner.model  # type: ignore[attr-defined]

@@ -9,17 +9,18 @@ whose `doc` holds the generated text with its entities. Batch size 1.
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
 from spacy.language import Language
 from spacy.tokens import Doc
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .extractor import FeatureExtractor, context_size
+from .generation import GenerationSettings, StopFlag, check_request, prompt_ids, stop_ids
 from .incremental import EntityChange, IncrementalNER
 from .taps import LMTaps
 
@@ -45,16 +46,6 @@ class StreamEvent:
     score: float | None = None
     token_id: int | None = None
     doc: Doc | None = field(default=None, repr=False)
-
-
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 60
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    chat: bool | None = None  # None: use the chat template if the tokenizer has one
 
 
 class _EntityStreamer(BaseStreamer):
@@ -89,7 +80,7 @@ class _StreamRun:
         self.ranges: list[tuple[int, int]] = []  # char range of each generated piece
         # The decoded text of the pieces from window_start on (see add_token).
         self.window_start, self.window_text = 0, ""
-        self.stop_ids = _stop_ids(self.lm.model, self.lm.tokenizer)
+        self.stop_ids = stop_ids(self.lm.model, self.lm.tokenizer)
         self.taps = LMTaps(self.lm.model, self.extractor.layers, self.extractor.attn_window)
 
     def add_token(self, token_id: int) -> None:
@@ -116,9 +107,10 @@ class _StreamRun:
         self.taps.recorder.active = self.ner.needs_band()
 
     def _decode(self, ids: list[int]) -> str:
-        return self.lm.tokenizer.decode(
+        text = self.lm.tokenizer.decode(
             ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
+        return cast(str, text)  # one sequence of ids decodes to one string
 
     def _unread(self) -> int:
         return len(self.ranges) - len(self.ner.offsets)
@@ -182,59 +174,6 @@ class _StreamRun:
         return doc
 
 
-def _extractor(nlp: Language, component: str) -> FeatureExtractor:
-    return nlp.get_pipe(component).upstream(nlp).extractor  # type: ignore[attr-defined]
-
-
-def prompt_ids(nlp: Language, prompt: str, chat: bool | None, component: str) -> list[int]:
-    """Token ids the LM starts from: the chat template if there is one (or chat=True),
-    else the start token and the raw prompt, as in batch mode."""
-    extractor = _extractor(nlp, component)
-    tokenizer = extractor.lm.tokenizer
-    has_template = bool(getattr(tokenizer, "chat_template", None))
-    if chat and not has_template:
-        raise ValueError(
-            f"The tokenizer of '{extractor.lm.name}' has no chat template; use chat=False "
-            "(the raw prompt is continued)."
-        )
-    if chat or (chat is None and has_template):
-        messages = [{"role": "user", "content": prompt}]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = ids["input_ids"] if isinstance(ids, Mapping) else ids
-        return [int(i) for i in ids]  # type: ignore[arg-type, union-attr]
-    raw = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    return [extractor.start_token_id, *raw]
-
-
-def _check(nlp: Language, component: str, n_prompt: int, settings: GenerationSettings) -> None:
-    if settings.max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {settings.max_new_tokens}.")
-    limit = context_size(_extractor(nlp, component).lm)
-    if limit is not None and n_prompt + settings.max_new_tokens + 2 > limit:
-        raise ValueError(
-            f"The prompt has {n_prompt} tokens; with max_new_tokens={settings.max_new_tokens} "
-            f"(and the end-of-text lookahead) that exceeds the LM's context of {limit} tokens. "
-            "Shorten the prompt or lower max_new_tokens."
-        )
-
-
-def _stop_ids(model, tokenizer) -> set[int]:
-    """Tokens that end generation: the generation config's EOS ids and the tokenizer's."""
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
-
-
-class _Stop(StoppingCriteria):
-    def __init__(self, flag: threading.Event) -> None:
-        self.flag = flag
-
-    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.flag.is_set(), dtype=torch.bool)
-
-
 def generate_with_entities(
     nlp: Language,
     prompt: str,
@@ -255,7 +194,7 @@ def generate_with_entities(
             f"Streaming needs a trained '{component}' component; the pipeline has {nlp.pipe_names}."
         )
     ids = prompt_ids(nlp, prompt, settings.chat, component)
-    _check(nlp, component, len(ids), settings)
+    check_request(nlp, component, len(ids), settings)
     run = _StreamRun(nlp, component, emit)
     lm = run.lm
     if settings.seed is not None:
@@ -269,12 +208,12 @@ def generate_with_entities(
     with run.taps:
         run.taps.recorder.active = False
         with torch.no_grad():
-            out = lm.model.generate(
+            out = lm.model.generate(  # type: ignore[operator]
                 input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 max_new_tokens=settings.max_new_tokens,
                 streamer=_EntityStreamer(run),
-                stopping_criteria=StoppingCriteriaList([_Stop(stop or threading.Event())]),
+                stopping_criteria=StoppingCriteriaList([StopFlag(stop or threading.Event())]),
                 return_dict_in_generate=True,
                 pad_token_id=run.extractor.pad_token_id,
                 **sampling,

@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from spacy_ember.attention import ATTN_IMPLEMENTATION, attention_band, record_attention
+from spacy_ember.attention import ATTN_IMPLEMENTATION, record_attention
+from spacy_ember.band import attention_band
 
 W = 5
 

@@ -9,6 +9,7 @@ from spacy.training import Example
 
 from spacy_ember.features import LMFeatures
 from spacy_ember.layers.probes import build_probe_mlp, probe_predictor
+from spacy_ember.losses import probe_targets
 from spacy_ember.pipeline.causal_lm import CausalLM
 from spacy_ember.pipeline.ember_ner import EmberNER
 
@@ -159,7 +160,7 @@ def test_candidates_respect_window_and_whitespace(ember_nlp):
         assert offset == query - feats.align[start, 0]
 
 
-def test_get_loss_counts_unreachable_gold_spans(ember_nlp):
+def test_targets_count_unreachable_gold_spans(ember_nlp):
     ner = ember_nlp.get_pipe("ember_ner")
     text = "Tim Cook met the President of the United States of America in Berlin"
     doc = ember_nlp.make_doc(text)
@@ -169,7 +170,7 @@ def test_get_loss_counts_unreachable_gold_spans(ember_nlp):
         doc, {"entities": [(0, 8, "PER"), (start, start + len(long), "ORG")]}
     )
     output = ner.model.predict([ember_nlp.get_pipe("causal_lm")(doc.copy())])[0]
-    piece_types, is_gold, missed = ner.targets(example, output)
+    piece_types, is_gold, missed = probe_targets(example, output, ner.labels)
     assert is_gold.sum() == 1 and missed == 1  # the long span exceeds the attention window
     assert set(piece_types.tolist()) == {0, 2, 3}
 

@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from spacy.language import Language
@@ -12,12 +12,12 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
-from thinc.types import Floats1d, Floats2d
 
-from ..decoding import TYPE_RULES, Entity, decode, sigmoid, softmax
-from ..evidential import TYPING_LOSSES, evidential_loss
+from ..decoding import TYPE_RULES, Entity, decode
+from ..evidential import TYPING_LOSSES
 from ..layers.listener import LMListener
 from ..layers.probes import ProbeGradient, ProbeOutput, set_output_width
+from ..losses import probe_loss
 from .causal_lm import CausalLM
 
 logger = logging.getLogger("spacy_ember")
@@ -244,68 +244,21 @@ class EmberNER(TrainablePipe):
         losses[self.name] += loss
         return losses
 
-    def targets(self, example: Example, output: ProbeOutput) -> tuple[np.ndarray, np.ndarray, int]:
-        """Gold type per piece, gold flag per candidate, and gold spans not among candidates."""
-        index = {label: i + 1 for i, label in enumerate(self.labels)}
-        piece_types = np.zeros(len(output.type_logits), dtype=np.int64)
-        gold = set()
-        for span in example.get_aligned_spans_y2x(example.reference.ents):
-            if span.label_ not in index:
-                continue
-            first, last = output.align[span.start, 0], output.align[span.end - 1, 1]
-            piece_types[first : last + 1] = index[span.label_]
-            gold.add((span.start, span.end))
-        cands = output.candidates
-        is_gold = np.array([(int(s), int(e)) in gold for s, e in cands[:, :2]], dtype=np.float32)
-        return piece_types, is_gold, len(gold) - int(is_gold.sum())
-
     def get_loss(
         self, examples: Iterable[Example], outputs: list[ProbeOutput]
     ) -> tuple[float, list[ProbeGradient]]:
-        """Weighted cross-entropy (or the evidential loss) for the typing probe plus
-        weighted binary cross-entropy for the span probe, each averaged over its rows."""
-        ops = self.model.ops
-        examples = list(examples)
-        o_weight, pos_weight = self.cfg["o_weight"], self.cfg["span_pos_weight"]
-        per_doc = []
-        t_total = s_total = 0.0
-        unreachable = 0
-        for eg, out in zip(examples, outputs):
-            piece_types, is_gold, missed = self.targets(eg, out)
-            unreachable += missed
-            t_w = np.where(piece_types == 0, o_weight, 1.0)
-            s_w = np.where(is_gold > 0, pos_weight, 1.0)
-            per_doc.append((piece_types, t_w, is_gold, s_w))
-            t_total += t_w.sum()
-            s_total += s_w.sum()
-        if unreachable:
-            logger.debug("ember_ner: %d gold entities are not candidate spans", unreachable)
-        loss = 0.0
-        gradients: list[ProbeGradient] = []
-        for (piece_types, t_w, is_gold, s_w), out in zip(per_doc, outputs):
-            logits = ops.to_numpy(out.type_logits).astype("float64")
-            if self.cfg["typing_loss"] == "evidential":
-                anneal = min(1.0, self._updates / max(self.cfg["kl_anneal_steps"], 1))
-                row_loss, d_type = evidential_loss(logits, piece_types, anneal)
-            else:
-                probs = softmax(logits)
-                rows = np.arange(len(piece_types))
-                row_loss = -np.log(probs[rows, piece_types] + 1e-12)
-                d_type = probs.copy()
-                d_type[rows, piece_types] -= 1.0
-            loss += float((t_w * row_loss).sum() / max(t_total, 1))
-            d_type *= (t_w / max(t_total, 1))[:, None]
-            p_span = sigmoid(ops.to_numpy(out.span_logits).astype("float64"))
-            bce = -(is_gold * np.log(p_span + 1e-12) + (1 - is_gold) * np.log(1 - p_span + 1e-12))
-            loss += float((s_w * bce).sum() / max(s_total, 1))
-            d_span = (p_span - is_gold) * s_w / max(s_total, 1)
-            gradients.append(
-                (
-                    ops.asarray2f(cast(Floats2d, d_type.astype("float32"))),
-                    ops.asarray1f(cast(Floats1d, d_span.astype("float32"))),
-                )
-            )
-        return loss, gradients
+        """The probes' weighted losses and their gradients (see losses.probe_loss)."""
+        anneal = min(1.0, self._updates / max(self.cfg["kl_anneal_steps"], 1))
+        return probe_loss(
+            list(examples),
+            outputs,
+            self.labels,
+            self.model.ops,
+            o_weight=self.cfg["o_weight"],
+            span_pos_weight=self.cfg["span_pos_weight"],
+            typing_loss=self.cfg["typing_loss"],
+            anneal=anneal,
+        )
 
     def initialize(
         self,

@@ -16,10 +16,7 @@ import numpy as np
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import minibatch
-from thinc.api import set_dropout_rate
 
-from ..decoding import sigmoid, softmax, span_type_probs
-from ..evidential import dirichlet_alpha
 from ..linkner import (
     NONE_LABEL,
     FewShot,
@@ -31,17 +28,9 @@ from ..linkner import (
     sample_examples,
 )
 from ..linkner.fusion import decide
-from ..linkner.uncertainty import (
-    MC_STATISTICS,
-    METHODS,
-    confidence,
-    entity_distribution,
-    entropy,
-    evidential,
-    mc_dropout,
-)
+from ..linkner.scoring import UncertaintyScorer
+from ..linkner.uncertainty import METHODS
 
-MC_BATCH_ROWS = 4096
 SPAN_ATTRS = ("uncertainty", "routed", "local_label", "llm_label", "llm_error")
 for _attr in SPAN_ATTRS:
     if not Span.has_extension(_attr):
@@ -166,22 +155,22 @@ class LinkNERRouter:
     ) -> None:
         if uncertainty not in METHODS:
             raise ValueError(f"uncertainty must be one of {METHODS}, got '{uncertainty}'.")
-        if mc_statistic not in MC_STATISTICS:
-            raise ValueError(f"mc_statistic must be one of {MC_STATISTICS}.")
-        if mc_samples < 2 or not 0.0 < mc_dropout_rate < 1.0:
-            raise ValueError("mc_samples must be at least 2 and mc_dropout_rate in (0, 1).")
         if fuse_weight is not None and not 0.0 <= fuse_weight <= 1.0:
             raise ValueError(f"fuse_weight must lie in 0..1 (or be null), got {fuse_weight}.")
         self.nlp, self.name = nlp, name
         self.client_settings = client_settings
         self.api_key_env = api_key_env
         self.method, self.threshold = uncertainty, threshold
-        self.mc_samples, self.mc_statistic = mc_samples, mc_statistic
-        self.mc_dropout_rate = mc_dropout_rate
+        self.scorer = UncertaintyScorer(
+            nlp,
+            ner_component,
+            mc_samples=mc_samples,
+            mc_dropout_rate=mc_dropout_rate,
+            mc_statistic=mc_statistic,
+        )
         self.label_set = label_set
         self.examples = examples or []
         self.remove_none, self.fuse_weight = remove_none, fuse_weight
-        self.ner_component = ner_component
         self._client: LLMClient | None = None
         self._client_error: str | None = None
 
@@ -204,7 +193,7 @@ class LinkNERRouter:
 
     @property
     def ner(self) -> Any:
-        return self.nlp.get_pipe(self.ner_component)
+        return self.scorer.get_ner()
 
     @property
     def prompt_labels(self) -> LabelSet:
@@ -212,95 +201,14 @@ class LinkNERRouter:
             self.label_set = labels_for(self.ner.labels, self.label_set)
         return self.label_set
 
-    # -- uncertainty ------------------------------------------------------------
+    # -- uncertainty (see linkner/scoring.py) ---------------------------------
     def local_distributions(self, doc: Doc) -> list[np.ndarray]:
         """(K + 1,) [not an entity, labels...] per entity, from the probes' outputs."""
-        dists = []
-        labels = list(self.ner.labels)
-        for ent in doc.ents:
-            score = ent._.ember_score
-            probs = ent._.ember_label_probs
-            if score is None or probs is None:  # not from ember_ner: taken as certain
-                dist = np.zeros(len(labels) + 1)
-                dist[1 + labels.index(ent.label_) if ent.label_ in labels else 0] = 1.0
-            else:
-                dist = entity_distribution(score, np.array([probs[k] for k in self.ner.labels]))
-            dists.append(dist)
-        return dists
+        return self.scorer.distributions(doc)
 
     def uncertainties(self, doc: Doc, method: str | None = None) -> list[float]:
         """The uncertainty of each of doc.ents under `method` (default: the configured one)."""
-        method = method or self.method
-        if not doc.ents:
-            return []
-        if method == "confidence":
-            return [confidence(d) for d in self.local_distributions(doc)]
-        if method == "entropy":
-            return [entropy(d) for d in self.local_distributions(doc)]
-        if method == "mc_dropout":
-            samples = self._mc_samples(doc)
-            return [mc_dropout(samples[:, i], self.mc_statistic) for i in range(len(doc.ents))]
-        if method == "evidential":
-            return self._evidential(doc)
-        raise ValueError(f"Unknown uncertainty method '{method}': use one of {METHODS}.")
-
-    def _outputs(self, doc: Doc, is_train: bool, copies: int = 1) -> list:
-        """The probes' outputs on `doc` (`copies` times in one batch: with is_train,
-        each copy draws its own dropout masks). Nothing is updated."""
-        if doc._.ember_lm is None:
-            raise ValueError(
-                f"'{self.name}' needs the LM features of '{self.ner_component}' on the doc "
-                "(doc._.ember_lm) for this uncertainty method; run the whole pipeline."
-            )
-        outputs, _ = self.ner.model([doc] * copies, is_train=is_train)
-        return outputs
-
-    def _span_rows(self, doc: Doc, output) -> list[int | None]:
-        index = {(int(s), int(e)): i for i, (s, e) in enumerate(output.candidates[:, :2])}
-        return [index.get((ent.start, ent.end)) for ent in doc.ents]
-
-    def _mc_samples(self, doc: Doc) -> np.ndarray:
-        """(T, n_ents, K + 1): the entity distributions under T dropout masks."""
-        ner = self.ner
-        ops = ner.model.ops
-        set_dropout_rate(ner.model, self.mc_dropout_rate)
-        # Passes batched, bounded to about MC_BATCH_ROWS typing rows per batch.
-        per_batch = max(
-            1, min(self.mc_samples, MC_BATCH_ROWS // max(len(doc._.ember_lm.hidden), 1))
-        )
-        outputs: list = []
-        while len(outputs) < self.mc_samples:
-            copies = min(per_batch, self.mc_samples - len(outputs))
-            outputs += self._outputs(doc, is_train=True, copies=copies)
-        samples = []
-        for out in outputs:
-            type_probs = softmax(ops.to_numpy(out.type_logits).astype("float64"))
-            span_probs = sigmoid(ops.to_numpy(out.span_logits).astype("float64"))
-            rows = self._span_rows(doc, out)
-            dists = []
-            for ent, row in zip(doc.ents, rows):
-                with_o = span_type_probs(
-                    type_probs, out.align, ent.start, ent.end, ner.cfg["type_rule"]
-                )
-                label = with_o[1:] / max(with_o[1:].sum(), 1e-12)
-                score = span_probs[row] if row is not None else 1.0
-                dists.append(entity_distribution(float(score), label))
-            samples.append(dists)
-        return np.array(samples)
-
-    def _evidential(self, doc: Doc) -> list[float]:
-        ner = self.ner
-        if ner.cfg.get("typing_loss") != "evidential":
-            raise ValueError(
-                "uncertainty = 'evidential' needs an ember_ner trained with "
-                "typing_loss = 'evidential' (its typing probe is a Dirichlet head)."
-            )
-        out = self._outputs(doc, is_train=False)[0]
-        alpha = dirichlet_alpha(ner.model.ops.to_numpy(out.type_logits))
-        return [
-            evidential(span_type_probs(alpha, out.align, e.start, e.end, ner.cfg["type_rule"]))
-            for e in doc.ents
-        ]
+        return self.scorer(doc, method or self.method)
 
     # -- routing ----------------------------------------------------------------
     def request(self, ent: Span) -> Request:
