@@ -160,8 +160,14 @@ class IncrementalNER:
             return self._reselect()
         return []
 
-    def _score_spans_closed_by(self, query: int, band: np.ndarray) -> bool:
-        """Score the candidate spans whose lookahead is `query`; True if any passed."""
+    def lookahead_can_close(self) -> bool:
+        """Whether the end-of-text lookahead closes any span that could become an entity
+        (what `needs_band` bounds, decided exactly on the finished text's tokens)."""
+        return self.needs_band() and self._open_candidates(self.n_read) is not None
+
+    def _open_candidates(self, query: int):
+        """The candidate spans whose lookahead is `query` and that reject_o keeps, with
+        their type distributions and the text's token character spans; None if none."""
         n_text = min(query + 1, len(self.offsets))
         text = self.text[: self.offsets[n_text - 1][1]] if query < len(self.offsets) else self.text
         doc = self.make_doc(text)
@@ -172,14 +178,19 @@ class IncrementalNER:
         window_only = RawFeatures(offsets, np.zeros((0,)), np.zeros((0, self.window + 1, 0)))
         cands = LMFeatures(window_only, align, usable).candidates(self.max_span)
         cands = cands[cands[:, 2] == query]
-        if len(cands) == 0:
-            return False
         type_probs = self.type_probs.array
         types = [span_type_probs(type_probs, align, s, e, self.type_rule) for s, e in cands[:, :2]]
         keep = [i for i, t in enumerate(types) if not (self.reject_o and t.argmax() == 0)]
         if not keep:
+            return None
+        return cands[keep], [types[i] for i in keep], tokens
+
+    def _score_spans_closed_by(self, query: int, band: np.ndarray) -> bool:
+        """Score the candidate spans whose lookahead is `query`; True if any passed."""
+        found = self._open_candidates(query)
+        if found is None:
             return False
-        cands = cands[keep]
+        cands, types, tokens = found
         boundary = None
         if self.model.attrs["boundary_types"]:
             rows = boundary_rows(cands[:, 2], cands[:, 3])
@@ -190,9 +201,7 @@ class IncrementalNER:
         for k, (s, e) in enumerate(cands[:, :2]):
             if scores[k] >= self.threshold:
                 start, end = int(tokens[s, 0]), int(tokens[e - 1, 1])
-                self.scored.append(
-                    Entity(start, end, float(scores[k]), label_probs(types[keep[k]]))
-                )
+                self.scored.append(Entity(start, end, float(scores[k]), label_probs(types[k])))
                 passed = True
         return passed
 

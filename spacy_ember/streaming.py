@@ -148,12 +148,12 @@ class _StreamRun:
         stopped at max_new_tokens), then the end-of-text lookahead.
 
         One more forward pass of the decoder (no LM head) over those one or two tokens,
-        spent only when needed: when the last piece is unread, or a span may be open
-        (`needs_band`). After an EOS with nothing open, nothing runs.
+        spent only when needed: when the last piece is unread, or a span the lookahead
+        closes may be an entity (`lookahead_can_close`). Otherwise nothing runs.
         """
         self.ner.text = self.text
         unread = self._unread() > 0
-        if past_key_values is not None and (unread or self.ner.needs_band()):
+        if past_key_values is not None and (unread or self.ner.lookahead_can_close()):
             feed = [self.ids[-1]] if unread else []
             feed.append(self.extractor.lookahead_token_id)
             self.taps.recorder.active = True

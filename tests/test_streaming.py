@@ -144,6 +144,7 @@ def test_eos_closes_a_span_at_the_end(architecture):
 def test_extra_pass_only_when_needed(architecture, monkeypatch, span_may_be_open, eos):
     nlp = tiny_pipeline(architecture)
     monkeypatch.setattr(IncrementalNER, "needs_band", lambda self: span_may_be_open)
+    monkeypatch.setattr(IncrementalNER, "lookahead_can_close", lambda self: span_may_be_open)
     model = nlp.get_pipe("causal_lm").extractor.lm.model
     calls = []
     handle = model.base_model.register_forward_pre_hook(lambda *args: calls.append(1))
