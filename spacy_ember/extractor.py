@@ -10,10 +10,10 @@ import torch
 from spacy.tokens import Doc
 
 from .alignment import align_pieces, token_char_spans
-from .attention import record_attention
 from .cache import FeatureCache
 from .features import LMFeatures, RawFeatures
 from .loaders import LoadedLM
+from .taps import LMTaps
 
 FEATURE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -272,13 +272,10 @@ class FeatureExtractor:
 
     @torch.no_grad()
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor):
-        base = self.lm.model.base_model
-        with record_attention(self.attn_window) as rec:
-            out = base(
-                input_ids=input_ids, attention_mask=mask, output_hidden_states=True, use_cache=False
-            )
-        hidden = torch.stack([out.hidden_states[layer] for layer in self.layers], dim=2)
+        with LMTaps(self.lm.model, self.layers, self.attn_window) as taps:
+            self.lm.model.base_model(input_ids=input_ids, attention_mask=mask, use_cache=False)
+            hidden, band = taps.states(), taps.recorder.stacked()
         return (
             hidden.float().cpu().numpy().astype(self.feature_dtype),
-            rec.stacked().float().cpu().numpy().astype(self.feature_dtype),
+            band.float().cpu().numpy().astype(self.feature_dtype),
         )

@@ -1,9 +1,10 @@
 """Read a causal LM's hidden states and attention band from each forward pass it makes.
 
-During generation the LM runs through transformers' `generate`; spacy-ember does not
-run it again. Forward hooks keep the hidden states of the configured layers (the same
-tensors `output_hidden_states` would return) and the `ember_sdpa` attention records the
-attention band when a recorder is active.
+Forward hooks keep the hidden states of the configured layers (the tensors
+`output_hidden_states` would return, without keeping every other layer's) and the
+`ember_sdpa` attention records the attention band when a recorder is active. Batch
+extraction reads its features this way; during generation the LM runs through
+transformers' `generate`, and spacy-ember does not run it again.
 """
 
 from collections.abc import Sequence
@@ -14,16 +15,23 @@ import torch
 
 from .attention import BandRecorder, record_attention
 
+BLOCK_NAMES = ("layers", "h", "blocks")
+NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_norm")
+
 
 def _blocks_and_norm(model: torch.nn.Module) -> tuple[Sequence[torch.nn.Module], torch.nn.Module]:
+    """The decoder layers and the final norm, under the names transformers' causal LMs use
+    (Llama, Gemma, Mistral, Qwen: layers/norm; GPT-2, Falcon: h/ln_f; GPT-NeoX, OPT:
+    layers/final_layer_norm, OPT's under `decoder`)."""
     base = getattr(model, "base_model", model)
-    blocks = getattr(base, "layers", None) or getattr(base, "h", None)
-    norm = getattr(base, "norm", None) or getattr(base, "ln_f", None)
+    base = getattr(base, "decoder", base)
+    blocks = next((getattr(base, n) for n in BLOCK_NAMES if hasattr(base, n)), None)
+    norm = next((getattr(base, n) for n in NORM_NAMES if getattr(base, n, None) is not None), None)
     if blocks is None or norm is None:
         raise ValueError(
             f"Cannot find the decoder layers of {type(model).__name__} (looked for "
-            "`layers`/`h` and `norm`/`ln_f`): streaming supports Llama-, Gemma- and GPT-2-style "
-            "models."
+            f"{'/'.join(BLOCK_NAMES)} and {'/'.join(NORM_NAMES)}): spacy-ember supports "
+            "Llama-, Gemma-, GPT-2-, GPT-NeoX- and OPT-style models."
         )
     return blocks, norm
 
@@ -71,6 +79,10 @@ class LMTaps:
             self._states[slot] = output[0] if isinstance(output, tuple) else output
 
         return hook
+
+    def states(self) -> torch.Tensor:
+        """(B, T, n_layers, width): the last forward pass's hidden states."""
+        return torch.stack([self._states[slot] for slot in range(len(self.layers))], dim=2)
 
     def hidden(self) -> np.ndarray:
         """(T, n_layers, width): the last forward pass's hidden states (batch item 0)."""

@@ -38,6 +38,26 @@ def test_features_shapes(lm_nlp):
     assert feats.attn[n, 1:].sum() > 0
 
 
+@pytest.mark.parametrize("layers", [[0, 2], [1, -1]])
+def test_hidden_features_are_transformers_hidden_states(architecture, layers):
+    """The hooks read exactly `output_hidden_states[l]` for the configured layers (the
+    embeddings for 0, the final norm's output for -1), for every piece and the lookahead."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("causal_lm", config=tiny_lm_config(architecture, layers=layers))
+    text = "Angela Merkel met Tim Cook in Berlin."
+    feats = nlp(text)._.ember_lm
+    ex = nlp.get_pipe("causal_lm").extractor
+    ids = ex.lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([[ex.start_token_id, *ids, ex.lookahead_token_id]])
+    with torch.no_grad():
+        out = ex.lm.model.base_model(input_ids=ids, output_hidden_states=True)
+    expected = torch.stack([out.hidden_states[layer][0, 1:] for layer in layers], dim=1)
+    assert feats.hidden.shape == tuple(expected.shape)
+    np.testing.assert_allclose(
+        feats.hidden.astype("float32"), expected.numpy(), rtol=1e-2, atol=1e-2
+    )
+
+
 def test_long_doc_is_windowed_and_fully_covered(lm_nlp):
     words = ["Berlin", "is", "large", "and", "Paris", "is", "old", "."] * 40
     doc = lm_nlp(" ".join(words))
