@@ -89,6 +89,14 @@ def test_scores_label_that_prefixes_another():
     assert scores == pytest.approx({"PER": 0.6, "PERSONA": 0.2, "NONE": 0.2})
 
 
+@pytest.mark.parametrize("bad", [710.0, 0.5, float("nan"), float("inf"), float("-inf")])
+def test_scores_none_when_logprobs_are_not_log_probabilities(bad):
+    """A server's NaN, infinite or positive "logprobs" give no scores (the answer text
+    still counts), not an overflow."""
+    tokens = json_label_tokens("PER", [("PER", bad), ("LOC", ln(0.2))])
+    assert label_scores(tokens, CONLL) is None
+
+
 def test_scores_bare_label_and_without_none():
     tokens = [("LOC", ln(0.5), [("LOC", ln(0.5)), ("NONE", ln(0.3)), ("ORG", ln(0.2))])]
     assert label_scores(tokens, CONLL)["NONE"] == pytest.approx(0.3)

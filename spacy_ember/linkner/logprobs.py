@@ -30,6 +30,11 @@ def token_logprobs(content: Sequence[Any]) -> list[TokenLogprobs]:
     return out
 
 
+def _valid(logprob: float) -> bool:
+    """A log probability: finite and at most 0 (with a little float slack)."""
+    return math.isfinite(logprob) and logprob <= 1e-6
+
+
 def _value_start(text: str, labels: LabelSet, allow_none: bool) -> int | None:
     match = _VALUE_START.search(text)
     if match:
@@ -52,8 +57,9 @@ def label_scores(
 ) -> dict[str, float] | None:
     """P(option) for every label (and NONE if allowed), or None when the logprobs do not
     show the label value's alternatives (none returned, no value found, nothing matched)."""
-    if not tokens:
-        return None
+    values = [v for _, chosen, top in tokens for v in (chosen, *(lp for _, lp in top))]
+    if not tokens or not all(map(_valid, values)):
+        return None  # no logprobs, or not log probabilities (NaN, inf, > 0): unusable
     text = "".join(token for token, _, _ in tokens)
     start = _value_start(text, labels, allow_none)
     if start is None:

@@ -212,7 +212,13 @@ class LinkNERRouter:
 
     # -- routing ----------------------------------------------------------------
     def request(self, ent: Span) -> Request:
-        sent = ent.sent if ent.doc.has_annotation("SENT_START") else ent.doc[:]
+        doc = ent.doc
+        if doc.has_annotation("SENT_START"):
+            # ember_ner does not read sentences, so an entity may cross a boundary;
+            # Span.sent is then only its first sentence: take every sentence it touches.
+            sent = doc[ent[0].sent.start : ent[-1].sent.end]
+        else:
+            sent = doc[:]
         start = ent.start_char - sent.start_char
         messages = build_messages(
             sent.text,
