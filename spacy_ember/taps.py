@@ -86,8 +86,7 @@ class LMTaps:
 
     def hidden(self) -> np.ndarray:
         """(T, n_layers, width): the last forward pass's hidden states (batch item 0)."""
-        states = [self._states[slot][0] for slot in range(len(self.layers))]
-        return torch.stack(states, dim=1).float().cpu().numpy()
+        return self.states()[0].float().cpu().numpy()
 
     def band(self) -> np.ndarray | None:
         """(T, W + 1, layers * heads) of the last forward pass if it was recorded; the

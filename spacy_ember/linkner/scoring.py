@@ -107,18 +107,19 @@ class UncertaintyScorer:
         while len(outputs) < self.mc_samples:
             copies = min(per_batch, self.mc_samples - len(outputs))
             outputs += self._outputs(doc, is_train=True, copies=copies)
+        # Every pass reads the same doc: the same candidates, so each entity's row once.
+        index = {(int(s), int(e)): i for i, (s, e) in enumerate(outputs[0].candidates[:, :2])}
+        rows = [index.get((ent.start, ent.end)) for ent in doc.ents]
         samples = []
         for out in outputs:
             type_probs = softmax(ops.to_numpy(out.type_logits).astype("float64"))
             span_probs = sigmoid(ops.to_numpy(out.span_logits).astype("float64"))
-            index = {(int(s), int(e)): i for i, (s, e) in enumerate(out.candidates[:, :2])}
             dists = []
-            for ent in doc.ents:
+            for ent, row in zip(doc.ents, rows):
                 with_o = span_type_probs(
                     type_probs, out.align, ent.start, ent.end, ner.cfg["type_rule"]
                 )
                 label = with_o[1:] / max(with_o[1:].sum(), 1e-12)
-                row = index.get((ent.start, ent.end))
                 score = span_probs[row] if row is not None else 1.0
                 dists.append(entity_distribution(float(score), label))
             samples.append(dists)
