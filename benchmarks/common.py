@@ -11,7 +11,7 @@ from spacy.tokens import Doc  # noqa: E402
 from spacy.training import Example  # noqa: E402
 from spacy.vocab import Vocab  # noqa: E402
 
-from spacy_ember.corpora import read_bio, sentence_to_doc  # noqa: E402
+from spacy_ember.workflow.corpora import read_bio, sentence_to_doc  # noqa: E402
 
 DATA = Path(
     os.environ.get("SPACY_EMBER_DATA", Path(__file__).parent.parent.parent / "shared" / "data")

@@ -18,7 +18,7 @@ import spacy
 import torch
 from common import load_conll
 
-from spacy_ember.attention import ATTN_IMPLEMENTATION
+from spacy_ember.lm.attention import ATTN_IMPLEMENTATION
 
 
 def main() -> None:

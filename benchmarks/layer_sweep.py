@@ -19,7 +19,7 @@ from common import ents_f, load_conll
 from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
-from spacy_ember.features import LMFeatures
+from spacy_ember.lm.features import LMFeatures
 
 
 def slice_layers(feats: LMFeatures, idx):

@@ -162,7 +162,7 @@ class TreeSampler:
 # -- corpus --------------------------------------------------------------------------
 def read_sentences(path: str | None, tiny: bool) -> tuple[list[list[str]], str]:
     """Sentences (lists of words) from a BIO file, else one per non-empty line."""
-    from spacy_ember.corpora import CorpusFormatError, read_bio
+    from spacy_ember.workflow.corpora import CorpusFormatError, read_bio
 
     source = Path(path) if path else CONLL / "test.txt"  # CoNLL-2003 English test
     if not source.is_file():
@@ -235,7 +235,7 @@ def worker(job: dict) -> dict:
     start_rss = rss_mb()
     import torch
 
-    from spacy_ember.extractor import plan_windows
+    from spacy_ember.lm.extractor import plan_windows
 
     default_threads = torch.get_num_threads()
     if job.get("threads"):

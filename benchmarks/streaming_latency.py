@@ -42,10 +42,11 @@ import spacy  # noqa: E402
 import torch  # noqa: E402
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
-from spacy_ember import streaming  # noqa: E402
-from spacy_ember.attention import ATTN_IMPLEMENTATION  # noqa: E402
-from spacy_ember.generation import GenerationSettings, prompt_ids  # noqa: E402
-from spacy_ember.streaming import generate_with_entities, stream  # noqa: E402
+from spacy_ember.generate import streaming  # noqa: E402
+from spacy_ember.generate.request import prompt_ids  # noqa: E402
+from spacy_ember.generate.settings import GenerationSettings  # noqa: E402
+from spacy_ember.generate.streaming import generate_with_entities, stream  # noqa: E402
+from spacy_ember.lm.attention import ATTN_IMPLEMENTATION  # noqa: E402
 
 PROMPTS = [
     "Write one news sentence about a German chancellor.",

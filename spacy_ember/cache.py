@@ -1,76 +1,84 @@
-"""A bounded cache of LM features, in memory and optionally on disk.
+"""The one on-disk cache behind the LM feature cache and the LLM response cache.
 
-The LM is frozen, so a text's features never change: training epochs 2..N and
-repeated evaluations read them from here instead of running the LM again.
+Values are bytes under sha256 keys, kept by `diskcache` (SQLite plus files) within a size
+bound, so threads and processes (a worker pool) can share one directory. A cache never
+breaks a run: an unreadable record reads as a miss, and a failed write only warns.
 """
 
 import hashlib
+import json
 import os
-from collections import OrderedDict
+import sqlite3
+import threading
+import warnings
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-from spacy.util import registry
+import diskcache
 
-from .features import RawFeatures
+_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 
 
-class FeatureCache:
-    """LRU memory cache of `RawFeatures` bounded by `max_mb`, backed by `directory`."""
+def cache_key(*parts: Any) -> str:
+    """sha256 of the parts as canonical JSON (sorted keys): stable across processes."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf8", "surrogatepass")).hexdigest()
 
-    def __init__(self, max_mb: float = 2048, directory: str | None = None) -> None:
-        self.max_bytes = int(max_mb * 2**20)
-        self.directory = Path(directory) if directory else None
-        self._items: OrderedDict[str, RawFeatures] = OrderedDict()
-        self._bytes = 0
-        self.hits = 0
-        self.misses = 0
 
-    @staticmethod
-    def key(signature: str, text: str) -> str:
-        return hashlib.sha1(f"{signature}\0{text}".encode()).hexdigest()
+class DiskCache:
+    """Bytes under `directory`, at most `max_mb` MiB (the oldest records go first).
 
-    def _path(self, key: str) -> Path:
-        assert self.directory is not None
-        return self.directory / key[:2] / f"{key}.npz"
+    `what` names the cache in warnings. Opened on first use; pickles as its settings.
+    """
 
-    def get(self, key: str) -> RawFeatures | None:
-        item = self._items.get(key)
-        if item is not None:
-            self._items.move_to_end(key)
-        elif self.directory is not None and self._path(key).is_file():
-            with np.load(self._path(key)) as data:
-                item = RawFeatures(data["offsets"], data["hidden"], data["attn"])
-            self._remember(key, item)
-        if item is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return item
+    def __init__(self, directory: str | os.PathLike[str], max_mb: float, what: str) -> None:
+        if max_mb <= 0:
+            raise ValueError(f"The {what} cache needs a size bound above 0 MiB, not {max_mb}.")
+        self.directory = Path(directory)
+        self.max_mb, self.what = max_mb, what
+        self._store: diskcache.Cache | None = None
+        self._lock = threading.Lock()
 
-    def put(self, key: str, item: RawFeatures) -> None:
-        self._remember(key, item)
-        if self.directory is not None:
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, offsets=item.offsets, hidden=item.hidden, attn=item.attn)
-            os.replace(tmp, path)
+    def _open(self) -> diskcache.Cache:
+        with self._lock:
+            if self._store is None:
+                size_limit = int(self.max_mb * 2**20)
+                self._store = diskcache.Cache(str(self.directory), size_limit=size_limit)
+            return self._store
 
-    def _remember(self, key: str, item: RawFeatures) -> None:
-        if item.nbytes > self.max_bytes or key in self._items:
-            return
-        self._items[key] = item
-        self._bytes += item.nbytes
-        while self._bytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self._bytes -= old.nbytes
+    def get(self, key: str) -> bytes | None:
+        """The stored bytes, or None if absent or unreadable."""
+        try:
+            value = self._open().get(key)
+        except _ERRORS:
+            return None
+        return value if isinstance(value, bytes) else None
+
+    def put(self, key: str, value: bytes) -> None:
+        """Store `value`; a failed write (full disk, no permission) warns and is skipped."""
+        try:
+            self._open().set(key, value)
+        except _ERRORS as e:
+            warnings.warn(
+                f"Could not write to the {self.what} cache in {self.directory} ({e}); the "
+                "result is used but not cached. Free disk space or point the cache elsewhere.",
+                stacklevel=3,
+            )
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._open())
 
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
-@registry.misc("spacy-ember.FeatureCache.v1")
-def feature_cache(max_mb: float = 2048, directory: str | None = None) -> FeatureCache:
-    """Memory cache of up to max_mb MiB; with a directory, features also persist across runs."""
-    return FeatureCache(max_mb=max_mb, directory=directory)
+    def __getstate__(self) -> dict[str, Any]:
+        return {"directory": self.directory, "max_mb": self.max_mb, "what": self.what}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["directory"], state["max_mb"], state["what"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"DiskCache({str(self.directory)!r}, max_mb={self.max_mb})"

@@ -1,7 +1,8 @@
 """A loopback OpenAI-compatible chat server with scripted replies, for LLM client tests.
 
 Serves POST /v1/chat/completions on 127.0.0.1 (a free port); counts requests, records
-their bodies and headers, and tracks how many are being answered at once.
+their bodies and headers, and tracks how many are being answered at once. GET /v1/models
+lists `served_model` (as llama.cpp lists the file it serves), or is 404 while it is None.
 """
 
 import json
@@ -84,6 +85,8 @@ class FakeLLMServer:
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.served_model: str | None = None
+        self.model_listings = 0  # GET /v1/models answered
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -130,6 +133,16 @@ class FakeLLMServer:
 
 def _handler(owner: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served = owner.served_model
+            if self.path.rstrip("/") != "/v1/models" or served is None:
+                self._send(404, b'{"error": {"message": "not found"}}', {})
+                return
+            with owner._lock:
+                owner.model_listings += 1
+            entry = {"id": served, "object": "model", "created": 0, "owned_by": "fake"}
+            self._send(200, json.dumps({"object": "list", "data": [entry]}).encode(), {})
+
         def do_POST(self) -> None:
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._send(404, b'{"error": {"message": "not found"}}', {})

@@ -37,7 +37,7 @@ class ClientStats:
     """Running totals; tokens and latency count only calls actually made."""
 
     requests: int = 0  # answers returned
-    calls: int = 0  # HTTP requests sent, retries included
+    calls: int = 0  # chat requests sent over HTTP, the openai client's retries included
     cache_hits: int = 0
     retries: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # answers with an error, by kind

@@ -1,19 +1,19 @@
 """An on-disk cache of LLM responses, so a rerun makes no repeated calls.
 
-Keyed by the request (model, messages, request options), never by credentials; each
-record is one small JSON file written atomically, so threads and processes can share it.
+Keyed by the request (model, messages, request options) and the endpoint that answers
+it (its base_url and, where the server reports it, the model it serves), never by
+credentials. Stored in the shared, size-bounded `DiskCache`.
 """
 
-import hashlib
 import json
 import os
-import tempfile
-import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+from ..cache import DiskCache, cache_key
 from .logprobs import TokenLogprobs
+
+DEFAULT_CACHE_MB = 1024  # 1 GiB: some hundred thousand answers
 
 
 @dataclass
@@ -41,49 +41,45 @@ class CachedResponse:
 
 
 class ResponseCache:
-    """JSON records under `directory`/<2 hex>/<sha256>.json; directory None disables it."""
+    """JSON records in a `DiskCache` under `directory` (at most `max_mb` MiB); directory
+    None disables it."""
 
-    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
-        self.directory = Path(directory) if directory is not None else None
+    def __init__(
+        self, directory: str | os.PathLike[str] | None, max_mb: float = DEFAULT_CACHE_MB
+    ) -> None:
+        self.disk = DiskCache(directory, max_mb, "LLM response") if directory is not None else None
 
     @staticmethod
-    def key(model: str, messages: list[dict[str, str]], options: dict[str, Any]) -> str:
-        """sha256 of the request; `options` are the request's body fields (no credentials)."""
+    def key(
+        model: str,
+        messages: list[dict[str, str]],
+        options: dict[str, Any],
+        base_url: str | None = None,
+        served_model: str | None = None,
+    ) -> str:
+        """sha256 of the request and its endpoint; `options` are the request's body fields
+        (no credentials), `served_model` what the server says it runs (see endpoint.py)."""
         request = {"model": model, "messages": messages, "options": options}
-        blob = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf8")).hexdigest()
-
-    def _path(self, key: str) -> Path:
-        assert self.directory is not None
-        return self.directory / key[:2] / f"{key}.json"
+        return cache_key(request, {"base_url": base_url, "served_model": served_model})
 
     def get(self, key: str) -> CachedResponse | None:
         """The stored response, or None if absent or unreadable (then it is fetched again)."""
-        if self.directory is None:
+        data = self.disk.get(key) if self.disk is not None else None
+        if data is None:
             return None
         try:
-            with open(self._path(key), encoding="utf8") as f:
-                return CachedResponse.from_json(json.load(f))
-        except (OSError, ValueError, KeyError, TypeError):
+            return CachedResponse.from_json(json.loads(data))
+        except (ValueError, KeyError, TypeError):
             return None
 
     def put(self, key: str, response: CachedResponse) -> None:
-        """Write the record to a temporary file, then rename it into place; a failed
-        write only warns (the answer is still returned, just not cached)."""
-        if self.directory is None:
-            return
-        path = self._path(key)
-        tmp: str | None = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf8") as f:
-                json.dump(asdict(response), f, ensure_ascii=False)
-            os.replace(tmp, path)
-        except OSError as e:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            warnings.warn(f"Could not write the LLM response cache file {path}: {e}", stacklevel=2)
+        """Store the response; a failed write only warns (the answer is still returned)."""
+        if self.disk is not None:
+            self.disk.put(key, json.dumps(asdict(response)).encode("ascii"))
+
+    def close(self) -> None:
+        if self.disk is not None:
+            self.disk.close()
 
     def __repr__(self) -> str:
-        return f"ResponseCache({str(self.directory) if self.directory else None!r})"
+        return f"ResponseCache({str(self.disk.directory) if self.disk else None!r})"

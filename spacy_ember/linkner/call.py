@@ -1,40 +1,42 @@
-"""One chat completion call, its failure classified (timeout, connection, http <code>,
-bad response) with whether a retry may help; the client does the retrying."""
+"""One chat completion call, its failure classified as timeout, connection, http <code>
+or bad response; the openai client has already retried what a retry may fix."""
 
-from typing import Any, cast
-
-import openai
+from typing import TYPE_CHECKING, Any, cast
 
 from .cache import CachedResponse
 from .logprobs import token_logprobs
 
+if TYPE_CHECKING:
+    import openai
+
 
 class CallError(Exception):
-    """A failed call: `kind` names it; `retryable` for timeouts, connection errors, 429, 5xx."""
+    """A failed call; `kind` names how it failed (it becomes `Answer.error`)."""
 
-    def __init__(self, kind: str, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(self, kind: str) -> None:
         super().__init__(kind)
-        self.kind, self.retryable, self.retry_after = kind, retryable, retry_after
+        self.kind = kind
 
 
 def chat_completion(
-    client: openai.OpenAI, model: str, messages: list[dict[str, str]], options: dict[str, Any]
+    client: "openai.OpenAI", model: str, messages: list[dict[str, str]], options: dict[str, Any]
 ) -> CachedResponse:
     """The answer text, token logprobs and token counts. `options` go into the request body
     as they are (extra_body), so the body is exactly what the cache key hashes."""
+    import openai
+
     try:
         completion = client.chat.completions.create(
             model=model, messages=cast(Any, messages), extra_body=options
         )
     except openai.APITimeoutError as e:
-        raise CallError("timeout", True) from e
+        raise CallError("timeout") from e
     except openai.APIConnectionError as e:
-        raise CallError("connection", True) from e
+        raise CallError("connection") from e
     except openai.APIStatusError as e:
-        code = e.status_code
-        raise CallError(f"http {code}", code == 429 or code >= 500, _retry_after(e)) from e
+        raise CallError(f"http {e.status_code}") from e
     except Exception as e:
-        raise CallError("bad response", False) from e
+        raise CallError("bad response") from e
     try:
         choice, usage = completion.choices[0], completion.usage
         content = choice.logprobs.content if choice.logprobs else None
@@ -45,12 +47,4 @@ def chat_completion(
             completion_tokens=usage.completion_tokens if usage else 0,
         )
     except Exception as e:
-        raise CallError("bad response", False) from e
-
-
-def _retry_after(error: openai.APIStatusError) -> float | None:
-    """The Retry-After header in seconds, if the server sent one."""
-    try:
-        return float(error.response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
+        raise CallError("bad response") from e

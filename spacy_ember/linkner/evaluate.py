@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from spacy.language import Language
+from spacy.scorer import PRFScore
 from spacy.tokens import Doc
 
 from .answers import Answer
@@ -36,6 +37,8 @@ class Predicted:
 
 @dataclass
 class Collected:
+    """The predicted entities of gold docs, the gold entities, and the predicted docs."""
+
     predicted: list[Predicted]
     gold: set[tuple[int, int, int, str]]
     docs: list[Doc]
@@ -89,7 +92,14 @@ def ask(
 
 
 def routed_keys(predicted: list[Predicted], method: str, threshold: float) -> set[Key]:
+    """The entities a router with this method and threshold sends to the LLM."""
     return {p.key for p in predicted if p.uncertainty[method] > threshold}
+
+
+def top_keys(collected: Collected, method: str, fraction: float) -> set[Key]:
+    """The `fraction` of entities most uncertain under `method` (routing a fixed share)."""
+    ranked = sorted(collected.predicted, key=lambda p: -p.uncertainty[method])
+    return {p.key for p in ranked[: int(round(fraction * len(ranked)))]}
 
 
 def final_spans(
@@ -124,10 +134,10 @@ def final_spans(
 
 
 def prf(predicted: set, gold: set) -> tuple[float, float, float]:
+    """Precision, recall and F1 of exact matches (spaCy's PRFScore)."""
     tp = len(predicted & gold)
-    p = tp / len(predicted) if predicted else 0.0
-    r = tp / len(gold) if gold else 0.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+    score = PRFScore(tp=tp, fp=len(predicted) - tp, fn=len(gold) - tp)
+    return score.precision, score.recall, score.fscore
 
 
 def thresholds(predicted: list[Predicted], method: str, max_routed: float) -> list[float]:

@@ -12,8 +12,8 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import set_dropout_rate
 
-from ..decoding import sigmoid, softmax, span_type_probs
-from ..evidential import dirichlet_alpha
+from ..ner.decoding import sigmoid, softmax, span_type_probs
+from ..ner.evidential import dirichlet_alpha
 from .uncertainty import (
     MC_STATISTICS,
     METHODS,

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..loaders import EMBEDDED_MODEL, find_gguf
+from ..lm.gguf import EMBEDDED_MODEL, find_gguf
 
 INSTALL_HINT = "pip install 'llama-cpp-python[server]' (it compiles; ~8 minutes on 2 cores)"
 

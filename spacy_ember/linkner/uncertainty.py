@@ -6,6 +6,7 @@ distribution). All scores lie in 0..1; higher means less certain.
 """
 
 import numpy as np
+from scipy.special import entr
 
 METHODS = ("confidence", "entropy", "mc_dropout", "evidential")
 MC_STATISTICS = ("predictive_entropy", "mutual_information")
@@ -23,9 +24,9 @@ def confidence(dist: np.ndarray) -> float:
 
 
 def _entropy(dist: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) over the last axis; entries <= 0 contribute nothing."""
     p = np.asarray(dist, dtype="float64")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=-1)
+    return entr(np.where(p > 0, p, 0.0)).sum(axis=-1)
 
 
 def entropy(dist: np.ndarray) -> float:

@@ -1,0 +1,1 @@
+"""The spaCy components: `causal_lm`, `ember_ner` and `linkner_router`."""

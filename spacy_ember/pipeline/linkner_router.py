@@ -17,53 +17,46 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import minibatch
 
-from ..linkner import (
-    NONE_LABEL,
-    FewShot,
-    LabelSet,
-    LLMClient,
-    Request,
-    build_messages,
-    labels_for,
-    sample_examples,
-)
-from ..linkner.fusion import decide
+from ..linkner.answers import Answer, Request
+from ..linkner.client import LLMClient
+from ..linkner.labels import LabelSet, labels_for
+from ..linkner.prompt import FewShot, sample_examples
+from ..linkner.routing import apply_answers, span_request
 from ..linkner.scoring import UncertaintyScorer
 from ..linkner.uncertainty import METHODS
 
-SPAN_ATTRS = ("uncertainty", "routed", "local_label", "llm_label", "llm_error")
-for _attr in SPAN_ATTRS:
-    if not Span.has_extension(_attr):
-        Span.set_extension(_attr, default=None)
+# The one place the router's defaults are written: the factory's default_config, and
+# the defaults of LinkNERRouter's keyword arguments (read from here).
+DEFAULTS: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "base_url": None,
+    "api_key_env": "OPENAI_API_KEY",
+    "uncertainty": "entropy",
+    "threshold": 0.4,
+    "mc_samples": 20,
+    "mc_dropout_rate": 0.1,
+    "mc_statistic": "predictive_entropy",
+    "label_set": None,
+    "few_shot": 0,
+    "examples": None,
+    "remove_none": False,
+    "fuse_weight": None,
+    "constrain": "json_schema_llamacpp",
+    "logprobs": False,
+    "timeout": 30.0,
+    "max_retries": 3,
+    "max_concurrency": 4,
+    "cache_dir": None,
+    "ner_component": "ember_ner",
+    "seed": 0,
+}
 
 
 @Language.factory(
     "linkner_router",
     assigns=["doc.ents", "span._.uncertainty", "span._.routed", "span._.local_label"],
     requires=["doc.ents"],
-    default_config={
-        "model": "gpt-4o-mini",
-        "base_url": None,
-        "api_key_env": "OPENAI_API_KEY",
-        "uncertainty": "entropy",
-        "threshold": 0.4,
-        "mc_samples": 20,
-        "mc_dropout_rate": 0.1,
-        "mc_statistic": "predictive_entropy",
-        "label_set": None,
-        "few_shot": 0,
-        "examples": None,
-        "remove_none": False,
-        "fuse_weight": None,
-        "constrain": "json_schema_llamacpp",
-        "logprobs": False,
-        "timeout": 30.0,
-        "max_retries": 3,
-        "max_concurrency": 4,
-        "cache_dir": None,
-        "ner_component": "ember_ner",
-        "seed": 0,
-    },
+    default_config=DEFAULTS,
 )
 def make_linkner_router(
     nlp: Language,
@@ -103,12 +96,72 @@ def make_linkner_router(
         LLM's label distribution (from logprobs, else its answer) with the probes'.
     remove_none: drop an entity the LLM calls "not an entity" (kept by default).
     examples: few-shot pool (sentence, start_char, end_char, label); `few_shot` of
-        them go into every prompt.
+        them, drawn with `seed`, go into every prompt.
     """
     return LinkNERRouter(
         nlp,
         name,
-        client_settings={
+        model=model,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        uncertainty=uncertainty,
+        threshold=threshold,
+        mc_samples=mc_samples,
+        mc_dropout_rate=mc_dropout_rate,
+        mc_statistic=mc_statistic,
+        label_set=label_set,
+        few_shot=few_shot,
+        examples=examples,
+        remove_none=remove_none,
+        fuse_weight=fuse_weight,
+        constrain=constrain,
+        logprobs=logprobs,
+        timeout=timeout,
+        max_retries=max_retries,
+        max_concurrency=max_concurrency,
+        cache_dir=cache_dir,
+        ner_component=ner_component,
+        seed=seed,
+    )
+
+
+class LinkNERRouter:
+    """Scores each entity's uncertainty and re-types the uncertain ones with an LLM
+    (settings: see `make_linkner_router`)."""
+
+    def __init__(
+        self,
+        nlp: Language,
+        name: str,
+        *,
+        model: str = DEFAULTS["model"],
+        base_url: str | None = DEFAULTS["base_url"],
+        api_key_env: str = DEFAULTS["api_key_env"],
+        uncertainty: str = DEFAULTS["uncertainty"],
+        threshold: float = DEFAULTS["threshold"],
+        mc_samples: int = DEFAULTS["mc_samples"],
+        mc_dropout_rate: float = DEFAULTS["mc_dropout_rate"],
+        mc_statistic: str = DEFAULTS["mc_statistic"],
+        label_set: LabelSet | None = DEFAULTS["label_set"],
+        few_shot: int = DEFAULTS["few_shot"],
+        examples: list[FewShot] | None = DEFAULTS["examples"],
+        remove_none: bool = DEFAULTS["remove_none"],
+        fuse_weight: float | None = DEFAULTS["fuse_weight"],
+        constrain: str = DEFAULTS["constrain"],
+        logprobs: bool = DEFAULTS["logprobs"],
+        timeout: float = DEFAULTS["timeout"],
+        max_retries: int = DEFAULTS["max_retries"],
+        max_concurrency: int = DEFAULTS["max_concurrency"],
+        cache_dir: str | None = DEFAULTS["cache_dir"],
+        ner_component: str = DEFAULTS["ner_component"],
+        seed: int = DEFAULTS["seed"],
+    ) -> None:
+        if uncertainty not in METHODS:
+            raise ValueError(f"uncertainty must be one of {METHODS}, got '{uncertainty}'.")
+        if fuse_weight is not None and not 0.0 <= fuse_weight <= 1.0:
+            raise ValueError(f"fuse_weight must lie in 0..1 (or be null), got {fuse_weight}.")
+        self.nlp, self.name = nlp, name
+        self.client_settings: dict[str, Any] = {
             "model": model,
             "base_url": base_url,
             "timeout": timeout,
@@ -117,48 +170,7 @@ def make_linkner_router(
             "constrain": constrain,
             "logprobs": logprobs,
             "cache_dir": cache_dir,
-        },
-        api_key_env=api_key_env,
-        uncertainty=uncertainty,
-        threshold=threshold,
-        mc_samples=mc_samples,
-        mc_dropout_rate=mc_dropout_rate,
-        mc_statistic=mc_statistic,
-        label_set=label_set,
-        examples=sample_examples(examples or [], few_shot, seed) if few_shot else [],
-        remove_none=remove_none,
-        fuse_weight=fuse_weight,
-        ner_component=ner_component,
-    )
-
-
-class LinkNERRouter:
-    """Scores each entity's uncertainty and re-types the uncertain ones with an LLM."""
-
-    def __init__(
-        self,
-        nlp: Language,
-        name: str,
-        *,
-        client_settings: dict[str, Any],
-        api_key_env: str = "OPENAI_API_KEY",
-        uncertainty: str = "entropy",
-        threshold: float = 0.4,
-        mc_samples: int = 20,
-        mc_dropout_rate: float = 0.1,
-        mc_statistic: str = "predictive_entropy",
-        label_set: LabelSet | None = None,
-        examples: list[FewShot] | None = None,
-        remove_none: bool = False,
-        fuse_weight: float | None = None,
-        ner_component: str = "ember_ner",
-    ) -> None:
-        if uncertainty not in METHODS:
-            raise ValueError(f"uncertainty must be one of {METHODS}, got '{uncertainty}'.")
-        if fuse_weight is not None and not 0.0 <= fuse_weight <= 1.0:
-            raise ValueError(f"fuse_weight must lie in 0..1 (or be null), got {fuse_weight}.")
-        self.nlp, self.name = nlp, name
-        self.client_settings = client_settings
+        }  # for LLMClient, made on first use
         self.api_key_env = api_key_env
         self.method, self.threshold = uncertainty, threshold
         self.scorer = UncertaintyScorer(
@@ -169,7 +181,7 @@ class LinkNERRouter:
             mc_statistic=mc_statistic,
         )
         self.label_set = label_set
-        self.examples = examples or []
+        self.examples = sample_examples(examples or [], few_shot, seed) if few_shot else []
         self.remove_none, self.fuse_weight = remove_none, fuse_weight
         self._client: LLMClient | None = None
         self._client_error: str | None = None
@@ -212,23 +224,8 @@ class LinkNERRouter:
 
     # -- routing ----------------------------------------------------------------
     def request(self, ent: Span) -> Request:
-        doc = ent.doc
-        if doc.has_annotation("SENT_START"):
-            # ember_ner does not read sentences, so an entity may cross a boundary;
-            # Span.sent is then only its first sentence: take every sentence it touches.
-            sent = doc[ent[0].sent.start : ent[-1].sent.end]
-        else:
-            sent = doc[:]
-        start = ent.start_char - sent.start_char
-        messages = build_messages(
-            sent.text,
-            start,
-            start + len(ent.text),
-            self.prompt_labels,
-            self.examples,
-            allow_none=True,
-        )
-        return Request(messages, self.prompt_labels, allow_none=True)
+        """The LLM request typing `ent` (see linkner/routing.py)."""
+        return span_request(ent, self.prompt_labels, self.examples)
 
     def __call__(self, doc: Doc) -> Doc:
         return next(self.pipe([doc]))
@@ -258,40 +255,15 @@ class LinkNERRouter:
                 doc.ents[i]._.llm_error = "no client"
             return
         answers = client.classify([self.request(doc.ents[i]) for doc, i in todo])
-        by_doc: dict[int, list[tuple[int, Any]]] = {}
+        by_doc: dict[int, list[tuple[int, Answer]]] = {}
         for (doc, i), answer in zip(todo, answers):
             by_doc.setdefault(id(doc), []).append((i, answer))
         for doc in docs:
             if id(doc) in by_doc:
-                self._apply(doc, by_doc[id(doc)])
-
-    def _apply(self, doc: Doc, answers: list[tuple[int, Any]]) -> None:
-        ents = list(doc.ents)
-        local = self.local_distributions(doc)
-        drop = set()
-        for i, answer in answers:
-            ent = ents[i]
-            ent._.llm_label, ent._.llm_error = answer.label, answer.error
-            if answer.label is None:  # the call failed: keep the local label
-                continue
-            label = decide(
-                local[i], answer.label, answer.label_scores, self.fuse_weight, self.ner.labels
-            )
-            if label == NONE_LABEL:
-                if self.remove_none:
-                    drop.add(i)
-                continue
-            if label != ent.label_:
-                ents[i] = Span(doc, ent.start, ent.end, label=label)
-        kept = [e for i, e in enumerate(ents) if i not in drop]
-        meta = [
-            (e._.uncertainty, e._.routed, e._.local_label, e._.llm_label, e._.llm_error)
-            for e in kept
-        ]
-        doc.set_ents(kept, default="outside")
-        for ent, values in zip(doc.ents, meta):
-            for attr, value in zip(SPAN_ATTRS, values):
-                setattr(ent._, attr, value)
+                local, labels = self.local_distributions(doc), self.ner.labels
+                apply_answers(
+                    doc, by_doc[id(doc)], local, labels, self.fuse_weight, self.remove_none
+                )
 
     # -- serialisation: nothing learned is stored (the key never is) -------------
     def to_disk(self, path, *, exclude=tuple()) -> None:

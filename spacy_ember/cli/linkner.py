@@ -1,0 +1,167 @@
+"""Command line for LinkNER: serve the local LLM, calibrate the threshold, evaluate.
+
+The commands parse, call linkner/experiment.py, print and write; they compute nothing.
+"""
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from spacy.language import Language
+
+from ..linkner.experiment import OBJECTIVES, ROUTER, calibrate_router, evaluate, gold_docs
+from ..lm.gguf import EMBEDDED_MODEL
+from ..workflow.linkner_report import PLOT_HINT, plot_risk_coverage, results_table
+from ..workflow.requirements import add_requirements
+from .app import app
+
+
+@app.command("serve-llm")
+def serve_llm(
+    model: str = typer.Option(EMBEDDED_MODEL, help="GGUF file, or package/file.gguf"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8080),
+) -> None:
+    """Serve a GGUF model over the OpenAI API with llama.cpp (linkner_router's local LLM)."""
+    from ..linkner.server import server_command
+
+    try:
+        command = server_command(model, host, port)
+    except (RuntimeError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(f"serving {command[4]} at http://{host}:{port}/v1")
+    os.execv(command[0], command)
+
+
+def _load(model: Path, router_config: dict[str, Any]) -> Language:
+    """The pipeline with its linkner_router (re)configured by `router_config`."""
+    import spacy
+
+    spacy.util.fix_random_seed(0)  # MC dropout masks: reproducible evaluations
+    nlp = spacy.load(model)
+    _set_router(nlp, router_config)
+    return nlp
+
+
+def _set_router(nlp: Language, settings: dict[str, Any]) -> None:
+    """Replace the router in place with `settings` over its config, or add one."""
+    if ROUTER not in nlp.pipe_names:
+        nlp.add_pipe(ROUTER, config=settings)
+        return
+    config = {**nlp.config["components"][ROUTER], **settings}
+    config.pop("factory", None)
+    nlp.replace_pipe(ROUTER, ROUTER, config=config)
+
+
+def _router_options(base_url: str | None, llm: str, cache_dir: Path) -> dict[str, Any]:
+    options: dict[str, Any] = {"model": llm, "logprobs": True, "cache_dir": str(cache_dir)}
+    if base_url:
+        options["base_url"] = base_url
+    return options
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline"),
+    dev_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Dev data (.spacy)"),
+    output: Path = typer.Argument(..., help="Save the pipeline with linkner_router here"),
+    method: str = typer.Option("entropy", help="Uncertainty method"),
+    max_routed: float = typer.Option(0.3, help="Most entities the LLM may get (fraction)"),
+    objective: str = typer.Option("f1", help="f1: best dev F1; fraction: route max_routed"),
+    base_url: str = typer.Option(None, help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)"),
+    llm: str = typer.Option("local", help="Model name sent to the endpoint"),
+    cache_dir: Path = typer.Option(Path("cache/llm"), help="LLM response cache"),
+    limit: int = typer.Option(None, help="Use only the first N dev docs"),
+) -> None:
+    """Pick linkner_router's threshold on dev and write it into the saved pipeline."""
+    if objective not in OBJECTIVES:
+        typer.echo(f"error: --objective must be one of {OBJECTIVES}, not {objective!r}", err=True)
+        raise typer.Exit(1)
+    nlp = _load(model, {**_router_options(base_url, llm, cache_dir), "uncertainty": method})
+    found = calibrate_router(nlp, gold_docs(nlp, dev_path, limit), method, objective, max_routed)
+    if found.dev_f is not None:
+        typer.echo(f"dev F1 {found.dev_f:.4f} at threshold {found.threshold}")
+    typer.echo(
+        f"threshold {found.threshold:.4f}: routes {found.routed} of {found.entities} dev entities"
+    )
+    _set_router(nlp, {"threshold": found.threshold})
+    add_requirements(nlp)  # `spacy package` then requires the backbone's package
+    nlp.to_disk(output)
+    typer.echo(f"saved {output}")
+
+
+@app.command("evaluate-linkner")
+def evaluate_linkner(
+    model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline"),
+    dev_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Dev data (.spacy)"),
+    test_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Test data"),
+    output_dir: Path = typer.Argument(..., help="Writes linkner-<name>.json/.md/.png here"),
+    name: str = typer.Option(..., help="Dataset name for the file names"),
+    evidential_model: Path = typer.Option(
+        None, help="The same pipeline trained with typing_loss evidential, for that method"
+    ),
+    base_url: str = typer.Option(None, help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)"),
+    llm: str = typer.Option("local", help="Model name sent to the endpoint"),
+    cache_dir: Path = typer.Option(Path("cache/llm"), help="LLM response cache"),
+    max_routed: float = typer.Option(0.3, help="Most entities calibration may route"),
+    fixed_fraction: float = typer.Option(0.2, help="Also report routing this fraction"),
+    fuse_weight: float = typer.Option(0.5, help="LLM weight when fusing"),
+    limit: int = typer.Option(None, help="Use only the first N docs of each split"),
+    dev_limit: int = typer.Option(
+        None, help="Calibrate on only the first N dev docs (default: --limit)"
+    ),
+) -> None:
+    """Per uncertainty method: threshold calibrated on dev (best F1), then on test the
+    probe F1, routed fraction, LLM accuracy on routed spans, F1 after replace / fuse,
+    oracle F1, ECE; plus a risk-coverage plot."""
+    started = time.perf_counter()
+    options = _router_options(base_url, llm, cache_dir)
+    dev_limit = dev_limit or limit
+    found = evaluate(
+        _pipelines(model, evidential_model, options),
+        dev_path,
+        test_path,
+        dev_limit=dev_limit,
+        limit=limit,
+        max_routed=max_routed,
+        fixed_fraction=fixed_fraction,
+        fuse_weight=fuse_weight,
+    )
+    run = {
+        "llm": llm,
+        "llm_calls": found.usage["calls"],
+        "llm_requests": found.usage["requests"],
+        "cache_hits": found.usage["cache_hits"],
+        "failures": found.failures,
+        "prompt_tokens": found.usage["prompt_tokens"],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "docs_per_split": limit,
+        "dev_docs": dev_limit,
+        "max_routed": max_routed,
+        "fuse_weight": fuse_weight,
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / f"linkner-{name}.json").write_text(
+        json.dumps({**found.results, "_run": run}, indent=2), encoding="utf8"
+    )
+    table = results_table(name, found.results, run, fixed_fraction)
+    (output_dir / f"linkner-{name}.md").write_text(table, encoding="utf8")
+    plot = output_dir / f"linkner-{name}-risk-coverage.png"
+    if not plot_risk_coverage(found.curves, plot, name):
+        typer.echo(f"no risk-coverage plot: matplotlib is not installed ({PLOT_HINT})", err=True)
+    typer.echo(table)
+
+
+def _pipelines(
+    model: Path, evidential_model: Path | None, options: dict[str, Any]
+) -> Iterator[tuple[Language, bool]]:
+    """The pipeline for every method but evidential, then the one for evidential; each
+    loaded only when the one before is done."""
+    yield _load(model, options), False
+    if evidential_model is not None:
+        yield _load(evidential_model, options), True

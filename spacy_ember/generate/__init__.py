@@ -1,0 +1,1 @@
+"""NER while the LM generates: settings, prompts and stops, streaming, incremental decoding."""

@@ -1,0 +1,66 @@
+"""What `linkner_router` does to one doc: the LLM request for an entity, and the
+entities after its answers (a failed answer keeps the local label)."""
+
+from collections.abc import Sequence
+
+import numpy as np
+from spacy.tokens import Doc, Span
+
+from .answers import Answer, Request
+from .fusion import decide
+from .labels import NONE_LABEL, LabelSet
+from .prompt import FewShot, build_messages
+
+SPAN_ATTRS = ("uncertainty", "routed", "local_label", "llm_label", "llm_error")
+for _attr in SPAN_ATTRS:
+    if not Span.has_extension(_attr):
+        Span.set_extension(_attr, default=None)
+
+
+def span_request(ent: Span, labels: LabelSet, examples: Sequence[FewShot]) -> Request:
+    """The request typing `ent`, marked in the sentences it touches (the whole doc
+    without sentence boundaries), with "not an entity" allowed."""
+    doc = ent.doc
+    if doc.has_annotation("SENT_START"):
+        # ember_ner does not read sentences, so an entity may cross a boundary;
+        # Span.sent is then only its first sentence: take every sentence it touches.
+        sent = doc[ent[0].sent.start : ent[-1].sent.end]
+    else:
+        sent = doc[:]
+    start = ent.start_char - sent.start_char
+    messages = build_messages(
+        sent.text, start, start + len(ent.text), labels, list(examples), allow_none=True
+    )
+    return Request(messages, labels, allow_none=True)
+
+
+def apply_answers(
+    doc: Doc,
+    answers: Sequence[tuple[int, Answer]],
+    local: Sequence[np.ndarray],
+    labels: Sequence[str],
+    fuse_weight: float | None,
+    remove_none: bool,
+) -> None:
+    """Set doc.ents from the answers to its routed entities (index, answer): the decided
+    label (see fusion.py), NONE dropping the entity with `remove_none`, else keeping it."""
+    ents = list(doc.ents)
+    drop = set()
+    for i, answer in answers:
+        ent = ents[i]
+        ent._.llm_label, ent._.llm_error = answer.label, answer.error
+        if answer.label is None:  # the call failed: keep the local label
+            continue
+        label = decide(local[i], answer.label, answer.label_scores, fuse_weight, labels)
+        if label == NONE_LABEL:
+            if remove_none:
+                drop.add(i)
+            continue
+        if label != ent.label_:
+            ents[i] = Span(doc, ent.start, ent.end, label=label)
+    kept = [e for i, e in enumerate(ents) if i not in drop]
+    meta = [tuple(getattr(e._, attr) for attr in SPAN_ATTRS) for e in kept]
+    doc.set_ents(kept, default="outside")
+    for ent, values in zip(doc.ents, meta):
+        for attr, value in zip(SPAN_ATTRS, values):
+            setattr(ent._, attr, value)

@@ -1,0 +1,1 @@
+"""The frozen LM: loading, windowed extraction, attention band, taps, alignment, features."""

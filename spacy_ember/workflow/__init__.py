@@ -1,0 +1,1 @@
+"""The `spacy project` workflow's library side: corpora, tuning, displaCy, reports, benchmarks."""

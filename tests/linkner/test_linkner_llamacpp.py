@@ -1,0 +1,96 @@
+"""linkner_router against a real llama.cpp server on the embedded SmolLM2 GGUF (slow)."""
+
+import threading
+import time
+import warnings
+
+import pytest
+
+from spacy_ember.linkner import LLMWarning
+
+from ..helpers import tiny_pipeline
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "Angela Merkel visited Berlin, and met Tim Cook in Paris.",
+    "Apple opened offices in New York.",
+    "Reuters reported from Brussels on Monday.",
+]
+
+
+@pytest.fixture(scope="module")
+def llm():
+    pytest.importorskip("llama_cpp", reason="pip install 'llama-cpp-python[server]'")
+    from spacy_ember.linkner.server import running_server
+
+    with running_server() as server:
+        yield server.base_url
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return tiny_pipeline(threshold=1e-6, reject_o=False)
+
+
+def local(nlp, text):
+    with nlp.select_pipes(disable=["linkner_router"]):
+        return [(e.start, e.end) for e in nlp(text).ents]
+
+
+def router(nlp, base_url, **config):
+    if "linkner_router" in nlp.pipe_names:
+        nlp.remove_pipe("linkner_router")
+    settings = {"model": "local", "base_url": base_url, "threshold": 0.0, "max_retries": 1}
+    nlp.add_pipe("linkner_router", config={**settings, **config})
+    return nlp.get_pipe("linkner_router")
+
+
+@pytest.mark.parametrize("constrain", ["json_schema_llamacpp", "json_object", "none"])
+def test_real_server_types_every_routed_entity(nlp, llm, constrain):
+    component = router(nlp, llm, constrain=constrain, logprobs=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LLMWarning)  # a 135M LM may answer off-format
+        docs = list(nlp.pipe(TEXTS))
+    for text, doc in zip(TEXTS, docs):
+        assert [(e.start, e.end) for e in doc.ents] == local(nlp, text)  # nothing lost
+        for ent in doc.ents:
+            assert ent._.routed and ent.label_ in ("PER", "LOC", "ORG")
+            assert ent._.llm_label in (None, "NONE", "PER", "LOC", "ORG")
+    stats = component.client.stats
+    assert stats.calls >= stats.requests - stats.cache_hits > 0
+    if constrain == "json_schema_llamacpp":  # the grammar makes every answer parse
+        assert not stats.failures
+
+
+def test_real_server_timeout_keeps_entities(nlp, llm):
+    router(nlp, llm, timeout=0.001, max_retries=0)
+    with pytest.warns(LLMWarning, match="timeout"):
+        doc = nlp(TEXTS[0])
+    assert [(e.start, e.end) for e in doc.ents] == local(nlp, TEXTS[0])
+    assert all(e._.llm_error == "timeout" for e in doc.ents)
+
+
+def test_server_dying_mid_run_keeps_entities(nlp):
+    pytest.importorskip("llama_cpp")
+    from spacy_ember.linkner.server import running_server
+
+    texts = TEXTS * 4
+    with running_server() as server:
+        component = router(nlp, server.base_url, max_concurrency=1, max_retries=0)
+        client = component.client
+
+        def kill_after_first_answers() -> None:
+            while client.stats.requests < 2:
+                time.sleep(0.005)
+            server.stop()
+
+        threading.Thread(target=kill_after_first_answers, daemon=True).start()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            docs = list(nlp.pipe(texts, batch_size=len(texts)))  # one batch of calls
+    for text, doc in zip(texts, docs):
+        assert [(e.start, e.end) for e in doc.ents] == local(nlp, text)  # nothing lost
+    errors = [e._.llm_error for d in docs for e in d.ents]
+    assert errors.count(None) >= 2 and "connection" in errors
+    assert any("connection" in str(w.message) for w in caught)
