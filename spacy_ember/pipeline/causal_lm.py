@@ -18,11 +18,15 @@ if not Doc.has_extension("ember_lm"):
     Doc.set_extension("ember_lm", default=None)
 
 
+# causal_lm's settings: the factory's default config and CausalLM's keyword defaults.
+DEFAULT_SETTINGS = {"store_features": False}
+
+
 @Language.factory(
     "causal_lm",
     default_config={
         "model": Config().from_str(DEFAULT_CAUSAL_LM_MODEL)["model"],
-        "store_features": False,
+        **DEFAULT_SETTINGS,
     },
 )
 def make_causal_lm(
@@ -57,7 +61,7 @@ class CausalLM(TrainablePipe):
         model: Model,
         name: str = "causal_lm",
         *,
-        store_features: bool = False,
+        store_features: bool = DEFAULT_SETTINGS["store_features"],
     ) -> None:
         self.vocab = vocab
         self.model = model
