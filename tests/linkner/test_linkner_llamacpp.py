@@ -21,7 +21,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def llm():
-    pytest.importorskip("llama_cpp", reason="pip install 'llama-cpp-python[server]'")
+    pytest.importorskip("llama_cpp", reason="pip install 'spacy-ember[llm]'")
     from spacy_ember.linkner.server import running_server
 
     with running_server() as server:
