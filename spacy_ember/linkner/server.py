@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ..lm.gguf import EMBEDDED_MODEL, find_gguf
 
-INSTALL_HINT = "pip install 'spacy-ember[llm]' (llama.cpp's server; it compiles, ~8 minutes on 2 cores)"
+INSTALL_HINT = (
+    "pip install 'spacy-ember[llm]' (llama.cpp's server; it compiles, ~8 minutes on 2 cores)"
+)
 
 
 def server_command(
