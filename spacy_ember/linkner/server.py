@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..lm.gguf import EMBEDDED_MODEL, find_gguf
+from ..lm.gguf import EMBEDDED_MODEL
+from .llms import resolve_llm
 
 INSTALL_HINT = (
     "pip install 'spacy-ember[llm]' (llama.cpp's server; it compiles, ~8 minutes on 2 cores)"
@@ -22,13 +23,14 @@ INSTALL_HINT = (
 def server_command(
     model: str | Path = EMBEDDED_MODEL, host: str = "127.0.0.1", port: int = 8080, n_ctx: int = 2048
 ) -> list[str]:
-    """The command line of `python -m llama_cpp.server` for a GGUF file (or package/file)."""
+    """The command line of `python -m llama_cpp.server` for a known LLM's name (see
+    llms.py), a GGUF file or package/file.gguf."""
     try:
         import llama_cpp  # noqa: F401
     except ImportError as err:
         raise RuntimeError(f"llama.cpp's server is not installed: {INSTALL_HINT}") from err
     return [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(find_gguf(model)),
+        sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_llm(model)),
         "--host", host, "--port", str(port), "--n_ctx", str(n_ctx),
         "--n_threads", str(os.cpu_count() or 1),  # its default is half the cores
     ]  # fmt: skip
@@ -44,9 +46,6 @@ def free_port() -> int:
 class RunningServer:
     base_url: str  # ".../v1"
     process: subprocess.Popen
-
-    def stop(self) -> None:
-        self.process.terminate()
 
 
 @contextmanager

