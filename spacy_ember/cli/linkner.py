@@ -13,7 +13,8 @@ from typing import Any
 import typer
 from spacy.language import Language
 
-from ..linkner.experiment import OBJECTIVES, ROUTER, calibrate_router, evaluate, gold_docs
+from ..linkner.experiment import ROUTER, calibrate_router, evaluate, gold_docs
+from ..linkner.retrieval import ENTRIES
 from ..lm.gguf import EMBEDDED_MODEL
 from ..workflow.linkner_report import PLOT_HINT, plot_risk_coverage, results_table
 from ..workflow.requirements import add_requirements
@@ -66,20 +67,60 @@ def _load(model: Path, router_config: dict[str, Any]) -> Language:
 
 
 def _set_router(nlp: Language, settings: dict[str, Any]) -> None:
-    """Replace the router in place with `settings` over its config, or add one."""
+    """Replace the router in place with `settings` over its config (keeping its
+    demonstration index), or add one."""
     if ROUTER not in nlp.pipe_names:
         nlp.add_pipe(ROUTER, config=settings)
         return
+    old: Any = nlp.get_pipe(ROUTER)
     config = {**nlp.config["components"][ROUTER], **settings}
     config.pop("factory", None)
     nlp.replace_pipe(ROUTER, ROUTER, config=config)
+    nlp.get_pipe(ROUTER).use_index(old)  # type: ignore[attr-defined]
 
 
-def _router_options(base_url: str | None, llm: str, cache_dir: Path) -> dict[str, Any]:
-    options: dict[str, Any] = {"model": llm, "logprobs": True, "cache_dir": str(cache_dir)}
+def _router_options(
+    base_url: str | None, llm: str, cache_dir: Path, demonstrations: int
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "model": llm,
+        "logprobs": True,
+        "cache_dir": str(cache_dir),
+        "demonstrations": demonstrations,
+    }
     if base_url:
         options["base_url"] = base_url
     return options
+
+
+def _attach_index(nlp: Language, train: Path | None, index: Path | None) -> None:
+    """Give the router its demonstration index: read from `index` if it is there, else
+    built from the `train` corpus (and saved to `index`)."""
+    router: Any = nlp.get_pipe(ROUTER)
+    if index is not None and (index / ENTRIES).is_file():
+        router.use_index(index)
+        typer.echo(f"demonstrations: the index in {index}")
+        return
+    if train is None:
+        if router.demonstrations and router.index is None:
+            typer.echo(
+                "error: --demonstrations needs --train (or --index of a built one)", err=True
+            )
+            raise typer.Exit(1)
+        return
+    started = time.perf_counter()
+    built = router.index_demonstrations(gold_docs(nlp, train))
+    typer.echo(
+        f"demonstrations: indexed {len(built.entries)} entities of {train} "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
+    if index is not None:
+        built.to_disk(index)
+
+
+DEMO_HELP = "Retrieved demonstrations per routed entity (0: zero-shot)"
+TRAIN_HELP = "Training corpus (.spacy) to retrieve demonstrations from"
+INDEX_HELP = "Where the demonstration index is kept (built from --train when missing)"
 
 
 @app.command("calibrate")
@@ -89,24 +130,25 @@ def calibrate_cmd(
     output: Path = typer.Argument(..., help="Save the pipeline with linkner_router here"),
     method: str = typer.Option("entropy", help="Uncertainty method"),
     max_routed: float = typer.Option(0.3, help="Most entities the LLM may get (fraction)"),
-    objective: str = typer.Option("f1", help="f1: best dev F1; fraction: route max_routed"),
+    train: Path = typer.Option(None, exists=True, dir_okay=False, help=TRAIN_HELP),
+    index: Path = typer.Option(None, help=INDEX_HELP),
+    demonstrations: int = typer.Option(6, help=DEMO_HELP),
     base_url: str = typer.Option(None, help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)"),
     llm: str = typer.Option("local", help="Model name sent to the endpoint"),
     cache_dir: Path = typer.Option(Path("cache/llm"), help="LLM response cache"),
     limit: int = typer.Option(None, help="Use only the first N dev docs"),
 ) -> None:
-    """Pick linkner_router's threshold on dev and write it into the saved pipeline."""
-    if objective not in OBJECTIVES:
-        typer.echo(f"error: --objective must be one of {OBJECTIVES}, not {objective!r}", err=True)
-        raise typer.Exit(1)
-    nlp = _load(model, {**_router_options(base_url, llm, cache_dir), "uncertainty": method})
-    found = calibrate_router(nlp, gold_docs(nlp, dev_path, limit), method, objective, max_routed)
-    if found.dev_f is not None:
-        typer.echo(f"dev F1 {found.dev_f:.4f} at threshold {found.threshold}")
+    """Choose on dev how linkner_router routes (threshold, replace or fuse, NONE removal,
+    labels routed) and save the pipeline with it (and its demonstration index)."""
+    options = _router_options(base_url, llm, cache_dir, demonstrations)
+    nlp = _load(model, {**options, "uncertainty": method})
+    _attach_index(nlp, train, index)
+    found = calibrate_router(nlp, gold_docs(nlp, dev_path, limit), method, max_routed)
     typer.echo(
-        f"threshold {found.threshold:.4f}: routes {found.routed} of {found.entities} dev entities"
+        f"dev F1 {found.dev_f:.4f} (probes alone {found.dev_probe_f:.4f}) with "
+        f"{found.setting.config()}: routes {found.routed} of {found.entities} dev entities"
     )
-    _set_router(nlp, {"threshold": found.threshold})
+    _set_router(nlp, found.setting.config())
     add_requirements(nlp)  # `spacy package` then requires the backbone's package
     nlp.to_disk(output)
     typer.echo(f"saved {output}")
@@ -119,36 +161,42 @@ def evaluate_linkner(
     test_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Test data"),
     output_dir: Path = typer.Argument(..., help="Writes linkner-<name>.json/.md/.png here"),
     name: str = typer.Option(..., help="Dataset name for the file names"),
-    evidential_model: Path = typer.Option(
-        None, help="The same pipeline trained with typing_loss evidential, for that method"
+    evidential_model: Path | None = typer.Option(
+        None, help="The same pipeline trained with typing_loss evidential (skipped if absent)"
     ),
+    train: Path = typer.Option(None, exists=True, dir_okay=False, help=TRAIN_HELP),
+    index: Path = typer.Option(None, help=INDEX_HELP),
+    demonstrations: int = typer.Option(6, help=DEMO_HELP),
     base_url: str = typer.Option(None, help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)"),
     llm: str = typer.Option("local", help="Model name sent to the endpoint"),
     cache_dir: Path = typer.Option(Path("cache/llm"), help="LLM response cache"),
     max_routed: float = typer.Option(0.3, help="Most entities calibration may route"),
-    fixed_fraction: float = typer.Option(0.2, help="Also report routing this fraction"),
-    fuse_weight: float = typer.Option(0.5, help="LLM weight when fusing"),
+    compare: int = typer.Option(100, help="Routed dev entities to compare the prompts on"),
     limit: int = typer.Option(None, help="Use only the first N docs of each split"),
     dev_limit: int = typer.Option(
         None, help="Calibrate on only the first N dev docs (default: --limit)"
     ),
 ) -> None:
-    """Per uncertainty method: threshold calibrated on dev (best F1), then on test the
-    probe F1, routed fraction, LLM accuracy on routed spans, F1 after replace / fuse,
-    oracle F1, ECE; plus a risk-coverage plot."""
+    """Per uncertainty method: the routing setting chosen on dev (best F1), then on test
+    the probe F1, routed fraction, LLM vs probe accuracy on routed spans, F1 replacing /
+    fusing / at the final setting, oracle F1, ECE; the dev-best method as `best`; the
+    prompts compared on dev; a risk-coverage plot."""
     started = time.perf_counter()
-    options = _router_options(base_url, llm, cache_dir)
+    options = _router_options(base_url, llm, cache_dir, demonstrations)
     dev_limit = dev_limit or limit
+    if evidential_model is not None and not evidential_model.is_dir():
+        typer.echo(f"no {evidential_model} (train-evidential): evidential is skipped", err=True)
+        evidential_model = None
     found = evaluate(
-        _pipelines(model, evidential_model, options),
+        _pipelines(model, evidential_model, options, train, index),
         dev_path,
         test_path,
         dev_limit=dev_limit,
         limit=limit,
         max_routed=max_routed,
-        fixed_fraction=fixed_fraction,
-        fuse_weight=fuse_weight,
+        compare=compare,
     )
+    calls = max(found.usage["calls"], 1)
     run = {
         "llm": llm,
         "llm_calls": found.usage["calls"],
@@ -156,17 +204,20 @@ def evaluate_linkner(
         "cache_hits": found.usage["cache_hits"],
         "failures": found.failures,
         "prompt_tokens": found.usage["prompt_tokens"],
+        "prompt_tokens_per_call": round(found.usage["prompt_tokens"] / calls, 1),
+        "completion_tokens_per_call": round(found.usage["completion_tokens"] / calls, 1),
+        "llm_wall_seconds": round(found.llm_seconds, 1),
+        "seconds_per_call": round(found.llm_seconds / calls, 2) if found.usage["calls"] else None,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "docs_per_split": limit,
         "dev_docs": dev_limit,
         "max_routed": max_routed,
-        "fuse_weight": fuse_weight,
+        "demonstrations": demonstrations,
     }
+    report = {**found.results, "best": found.best, "dev": found.dev, "_run": run}
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / f"linkner-{name}.json").write_text(
-        json.dumps({**found.results, "_run": run}, indent=2), encoding="utf8"
-    )
-    table = results_table(name, found.results, run, fixed_fraction)
+    (output_dir / f"linkner-{name}.json").write_text(json.dumps(report, indent=2), encoding="utf8")
+    table = results_table(name, found.results, found.best, found.dev, run)
     (output_dir / f"linkner-{name}.md").write_text(table, encoding="utf8")
     plot = output_dir / f"linkner-{name}-risk-coverage.png"
     if not plot_risk_coverage(found.curves, plot, name):
@@ -175,10 +226,18 @@ def evaluate_linkner(
 
 
 def _pipelines(
-    model: Path, evidential_model: Path | None, options: dict[str, Any]
+    model: Path,
+    evidential_model: Path | None,
+    options: dict[str, Any],
+    train: Path | None,
+    index: Path | None,
 ) -> Iterator[tuple[Language, bool]]:
     """The pipeline for every method but evidential, then the one for evidential; each
-    loaded only when the one before is done."""
-    yield _load(model, options), False
+    loaded only when the one before is done, with its demonstration index."""
+    nlp = _load(model, options)
+    _attach_index(nlp, train, index)
+    yield nlp, False
     if evidential_model is not None:
-        yield _load(evidential_model, options), True
+        nlp = _load(evidential_model, options)
+        _attach_index(nlp, train, index)  # the same causal_lm: the same vectors
+        yield nlp, True

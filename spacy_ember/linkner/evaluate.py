@@ -8,12 +8,14 @@ and routing at any threshold is then simulated exactly as `linkner_router` appli
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from itertools import product
+from typing import Any
 
 import numpy as np
 from spacy.language import Language
 from spacy.scorer import PRFScore
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
 from .answers import Answer
 from .fusion import decide
@@ -84,16 +86,33 @@ def ask(
     if client is None:
         raise RuntimeError("linkner_router has no LLM client; see the warning above.")
     order = sorted(keys)
-    spans = [collected.docs[i].char_span(s, e) for i, s, e in order]
+    spans = [span_of(collected, key) for key in order]
     requests = [router.request(span) for span in spans]  # type: ignore[attr-defined]
     start = time.perf_counter()
     answers = client.classify(requests)
     return dict(zip(order, answers)), time.perf_counter() - start
 
 
-def routed_keys(predicted: list[Predicted], method: str, threshold: float) -> set[Key]:
-    """The entities a router with this method and threshold sends to the LLM."""
-    return {p.key for p in predicted if p.uncertainty[method] > threshold}
+def span_of(collected: Collected, key: Key) -> Span:
+    """The predicted entity `key` (an entity of the collected docs, so always a span)."""
+    span = collected.docs[key[0]].char_span(key[1], key[2])
+    if span is None:
+        raise ValueError(f"No entity at {key} in the collected docs.")
+    return span
+
+
+def routed_keys(
+    predicted: list[Predicted],
+    method: str,
+    threshold: float,
+    route_labels: Sequence[str] | None = None,
+) -> set[Key]:
+    """The entities a router with this method, threshold and route_labels sends."""
+    return {
+        p.key
+        for p in predicted
+        if p.uncertainty[method] > threshold and (route_labels is None or p.label in route_labels)
+    }
 
 
 def top_keys(collected: Collected, method: str, fraction: float) -> set[Key]:
@@ -140,36 +159,85 @@ def prf(predicted: set, gold: set) -> tuple[float, float, float]:
     return score.precision, score.recall, score.fscore
 
 
-def thresholds(predicted: list[Predicted], method: str, max_routed: float) -> list[float]:
-    """Candidate thresholds: every distinct uncertainty that routes at most `max_routed`
-    of the entities, and 1.0 (route nothing)."""
-    values = np.array([p.uncertainty[method] for p in predicted])
-    if not len(values):
-        return [1.0]
-    floor = np.quantile(values, 1.0 - max_routed) if max_routed < 1 else -np.inf
-    grid = np.unique(np.round(values[values >= floor], 4))
-    return sorted({1.0, *map(float, grid)})
+FUSE_WEIGHTS = (0.25, 0.5, 0.75)  # LLM weights tried when fusing (None: replace)
 
 
-def calibrate(
+@dataclass(frozen=True)
+class Setting:
+    """How a router routes and combines: what `search` picks on dev and `calibrate`
+    writes into the saved linkner_router config."""
+
+    threshold: float = 1.0  # 1.0 routes nothing
+    fuse_weight: float | None = None  # None: the LLM's label replaces the probes'
+    remove_none: bool = False
+    route_labels: tuple[str, ...] | None = None  # None: every label
+
+    def config(self) -> dict[str, Any]:
+        labels = None if self.route_labels is None else list(self.route_labels)
+        return {**asdict(self), "route_labels": labels}
+
+    def routed(self, collected: Collected, method: str) -> set[Key]:
+        return routed_keys(collected.predicted, method, self.threshold, self.route_labels)
+
+    def spans(
+        self,
+        collected: Collected,
+        answers: dict[Key, Answer],
+        method: str,
+        labels: Sequence[str],
+        mode: str | None = None,
+    ) -> set[tuple[int, int, int, str]]:
+        """The entities after routing with this setting (`mode` "oracle": a perfect LLM)."""
+        mode = mode or ("replace" if self.fuse_weight is None else "fuse")
+        weight = 0.5 if self.fuse_weight is None else self.fuse_weight
+        routed = self.routed(collected, method)
+        return final_spans(collected, routed, answers, mode, labels, self.remove_none, weight)
+
+
+def candidate_thresholds(predicted: list[Predicted], method: str, max_routed: float, steps: int):
+    """Thresholds routing 0, 1/steps, ... up to `max_routed` of the entities (1.0 first)."""
+    values = np.sort([p.uncertainty[method] for p in predicted])[::-1]
+    found = [1.0]
+    for fraction in np.linspace(0, max_routed, steps + 1)[1:]:
+        n = int(round(fraction * len(values)))
+        if 0 < n < len(values):
+            found.append(float(values[n]))
+        elif n >= len(values) and len(values):
+            found.append(float(values[-1]) - 1e-9)
+    return sorted(set(found), reverse=True)
+
+
+def search(
     collected: Collected,
     answers: dict[Key, Answer],
     method: str,
     labels: Sequence[str],
-    remove_none: bool,
-    mode: str = "replace",
-    max_routed: float = 0.5,
-) -> tuple[float, float]:
-    """The threshold maximising F1 among those routing at most `max_routed`, and that F1.
-    Ties go to the higher threshold (fewer LLM calls)."""
-    best = (-1.0, 1.0)
-    for t in thresholds(collected.predicted, method, max_routed):
-        routed = routed_keys(collected.predicted, method, t)
-        spans = final_spans(collected, routed, answers, mode, labels, remove_none)
-        f = prf(spans, collected.gold)[2]
-        if f > best[0] or (f == best[0] and t > best[1]):
-            best = (f, t)
-    return best[1], best[0]
+    max_routed: float,
+    weights: Sequence[float | None] = (None, *FUSE_WEIGHTS),
+    steps: int = 15,
+) -> tuple[Setting, float]:
+    """The setting with the best F1 on `collected` (dev) and that F1: threshold (at most
+    `max_routed` routed), replace or fuse weight, NONE removal, and which predicted
+    labels to route (those whose routing alone raises F1). Not routing at all is a
+    candidate, so the chosen setting is never worse than the probes on these docs; ties
+    go to routing fewer entities."""
+
+    def f1(setting: Setting) -> float:
+        return prf(setting.spans(collected, answers, method, labels), collected.gold)[2]
+
+    probe_f = f1(Setting())
+    best = (probe_f, 0, Setting())
+    for threshold in candidate_thresholds(collected.predicted, method, max_routed, steps):
+        for weight, remove_none in product(weights, (False, True)):
+            base = Setting(threshold, weight, remove_none)
+            keep = tuple(x for x in labels if f1(replace(base, route_labels=(x,))) > probe_f)
+            if not keep or threshold >= 1.0:
+                continue
+            setting = replace(base, route_labels=None if keep == tuple(labels) else keep)
+            f, n = f1(setting), len(setting.routed(collected, method))
+            if f > best[0] + 1e-12 or (abs(f - best[0]) <= 1e-12 and n < best[1]):
+                best = (f, n, setting)
+    return best[2], best[0]
 
 
 def expected_calibration_error(

@@ -48,11 +48,12 @@ def system_prompt(labels: LabelSet, allow_none: bool = True) -> str:
     return "\n".join(lines)
 
 
-def user_prompt(sentence: str, start_char: int, end_char: int) -> str:
+def user_prompt(sentence: str, start_char: int, end_char: int, context: str = "") -> str:
+    """The question about one span; `context` (the text before the sentence) if given."""
     marked = mark_span(sentence, start_char, end_char)
-    return (
-        f"Sentence: {marked}\nSpan: {json.dumps(sentence[start_char:end_char], ensure_ascii=False)}"
-    )
+    span = json.dumps(sentence[start_char:end_char], ensure_ascii=False)
+    before = f"Context: {context}\n" if context else ""
+    return f"{before}Sentence: {marked}\nSpan: {span}"
 
 
 def answer_json(label: str) -> str:
@@ -66,9 +67,11 @@ def build_messages(
     labels: LabelSet,
     examples: Sequence[FewShot] = (),
     allow_none: bool = True,
+    context: str = "",
 ) -> list[dict[str, str]]:
-    """Chat messages asking for the type of sentence[start_char:end_char]; few-shot
-    examples come first as solved user/assistant turns."""
+    """Chat messages asking for the type of sentence[start_char:end_char] (after
+    `context`, the preceding text); few-shot examples come first as solved user/assistant
+    turns. The system message depends only on the labels: servers reuse its prefix."""
     messages = [{"role": "system", "content": system_prompt(labels, allow_none)}]
     options = labels.options(allow_none)
     for example in examples:
@@ -77,7 +80,9 @@ def build_messages(
             raise ValueError(f"Few-shot example label '{label}' is not one of {options}.")
         messages.append({"role": "user", "content": user_prompt(sentence_, start, end)})
         messages.append({"role": "assistant", "content": answer_json(label)})
-    messages.append({"role": "user", "content": user_prompt(sentence, start_char, end_char)})
+    messages.append(
+        {"role": "user", "content": user_prompt(sentence, start_char, end_char, context)}
+    )
     return messages
 
 

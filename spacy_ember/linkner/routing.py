@@ -17,9 +17,12 @@ for _attr in SPAN_ATTRS:
         Span.set_extension(_attr, default=None)
 
 
-def span_request(ent: Span, labels: LabelSet, examples: Sequence[FewShot]) -> Request:
+def span_request(
+    ent: Span, labels: LabelSet, examples: Sequence[FewShot], context_chars: int = 0
+) -> Request:
     """The request typing `ent`, marked in the sentences it touches (the whole doc
-    without sentence boundaries), with "not an entity" allowed."""
+    without sentence boundaries), after up to `context_chars` characters of the doc's
+    preceding sentences, with "not an entity" allowed."""
     doc = ent.doc
     if doc.has_annotation("SENT_START"):
         # ember_ner does not read sentences, so an entity may cross a boundary;
@@ -27,9 +30,14 @@ def span_request(ent: Span, labels: LabelSet, examples: Sequence[FewShot]) -> Re
         sent = doc[ent[0].sent.start : ent[-1].sent.end]
     else:
         sent = doc[:]
+    context = doc.text[: sent.start_char].strip()
+    if context_chars <= 0:
+        context = ""
+    elif len(context) > context_chars:  # whole words from the end
+        context = context[-context_chars:].split(" ", 1)[-1]
     start = ent.start_char - sent.start_char
     messages = build_messages(
-        sent.text, start, start + len(ent.text), labels, list(examples), allow_none=True
+        sent.text, start, start + len(ent.text), labels, list(examples), True, context
     )
     return Request(messages, labels, allow_none=True)
 

@@ -8,8 +8,10 @@ call keeps the local label: no entity is ever lost to the LLM.
 """
 
 import os
+import shutil
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +23,13 @@ from ..linkner.answers import Answer, Request
 from ..linkner.client import LLMClient
 from ..linkner.labels import LabelSet, labels_for
 from ..linkner.prompt import FewShot, sample_examples
+from ..linkner.retrieval import DemoIndex, span_vector
 from ..linkner.routing import apply_answers, span_request
 from ..linkner.scoring import UncertaintyScorer
 from ..linkner.uncertainty import METHODS
+from .causal_lm import CausalLM
+
+INDEX_DIR = "demonstrations"  # the index's folder inside the component's directory
 
 # The one place the router's defaults are written: the factory's default_config, and
 # the defaults of LinkNERRouter's keyword arguments (read from here).
@@ -39,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "label_set": None,
     "few_shot": 0,
     "examples": None,
+    "demonstrations": 0,
+    "demo_words": 8,
+    "context_chars": 300,
+    "route_labels": None,
     "remove_none": False,
     "fuse_weight": None,
     "constrain": "json_schema_llamacpp",
@@ -72,6 +82,10 @@ def make_linkner_router(
     label_set: LabelSet | None,
     few_shot: int,
     examples: list[FewShot] | None,
+    demonstrations: int,
+    demo_words: int,
+    context_chars: int,
+    route_labels: list[str] | None,
     remove_none: bool,
     fuse_weight: float | None,
     constrain: str,
@@ -97,6 +111,12 @@ def make_linkner_router(
     remove_none: drop an entity the LLM calls "not an entity" (kept by default).
     examples: few-shot pool (sentence, start_char, end_char, label); `few_shot` of
         them, drawn with `seed`, go into every prompt.
+    demonstrations: instead, retrieve this many per routed entity from the training
+        corpus's index (same / similar name, LM neighbours; see linkner/retrieval.py,
+        built by `index-demos`), each at most `demo_words` words either side.
+    context_chars: how much of the doc before the entity's sentence the prompt shows.
+    route_labels: route only entities predicted with these labels (None: all);
+        `calibrate` keeps those where the LLM beat the probes on dev.
     """
     return LinkNERRouter(
         nlp,
@@ -112,6 +132,10 @@ def make_linkner_router(
         label_set=label_set,
         few_shot=few_shot,
         examples=examples,
+        demonstrations=demonstrations,
+        demo_words=demo_words,
+        context_chars=context_chars,
+        route_labels=route_labels,
         remove_none=remove_none,
         fuse_weight=fuse_weight,
         constrain=constrain,
@@ -145,6 +169,10 @@ class LinkNERRouter:
         label_set: LabelSet | None = DEFAULTS["label_set"],
         few_shot: int = DEFAULTS["few_shot"],
         examples: list[FewShot] | None = DEFAULTS["examples"],
+        demonstrations: int = DEFAULTS["demonstrations"],
+        demo_words: int = DEFAULTS["demo_words"],
+        context_chars: int = DEFAULTS["context_chars"],
+        route_labels: list[str] | None = DEFAULTS["route_labels"],
         remove_none: bool = DEFAULTS["remove_none"],
         fuse_weight: float | None = DEFAULTS["fuse_weight"],
         constrain: str = DEFAULTS["constrain"],
@@ -160,6 +188,8 @@ class LinkNERRouter:
             raise ValueError(f"uncertainty must be one of {METHODS}, got '{uncertainty}'.")
         if fuse_weight is not None and not 0.0 <= fuse_weight <= 1.0:
             raise ValueError(f"fuse_weight must lie in 0..1 (or be null), got {fuse_weight}.")
+        if min(demonstrations, demo_words, context_chars) < 0:
+            raise ValueError("demonstrations, demo_words and context_chars must be >= 0.")
         self.nlp, self.name = nlp, name
         self.client_settings: dict[str, Any] = {
             "model": model,
@@ -182,7 +212,12 @@ class LinkNERRouter:
         )
         self.label_set = label_set
         self.examples = sample_examples(examples or [], few_shot, seed) if few_shot else []
+        self.demonstrations, self.demo_words = demonstrations, demo_words
+        self.context_chars = context_chars
+        self.route_labels = None if route_labels is None else tuple(route_labels)
         self.remove_none, self.fuse_weight = remove_none, fuse_weight
+        self._index: DemoIndex | None = None
+        self._index_path: Path | None = None  # saved index, read on first use
         self._client: LLMClient | None = None
         self._client_error: str | None = None
 
@@ -222,10 +257,69 @@ class LinkNERRouter:
         """The uncertainty of each of doc.ents under `method` (default: the configured one)."""
         return self.scorer(doc, method or self.method)
 
+    # -- demonstrations (see linkner/retrieval.py) ----------------------------------
+    @property
+    def index(self) -> DemoIndex | None:
+        """The demonstration index: built, or read from the saved pipeline on first use."""
+        if self._index is None and self._index_path is not None:
+            self._index = DemoIndex.from_disk(self._index_path)
+        return self._index
+
+    def use_index(self, source: "str | Path | LinkNERRouter") -> None:
+        """Read the index from this folder (on first use), or share another router's."""
+        if isinstance(source, LinkNERRouter):
+            self._index, self._index_path = source._index, source._index_path
+        else:
+            self._index, self._index_path = None, Path(source)
+
+    def index_demonstrations(self, docs: Iterable[Doc], batch_size: int = 64) -> DemoIndex:
+        """Build the index from gold-annotated training docs, with the LM vectors of
+        their entities from this pipeline's `causal_lm` (the query's own features)."""
+        self._index = DemoIndex.build(docs, self._gold_vectors, batch_size)
+        self._index_path = None
+        return self._index
+
+    def _gold_vectors(self, golds: Sequence[Doc]) -> list[list[np.ndarray | None]]:
+        """Each gold entity's span vector, from the LM run on its doc's text."""
+        lm = next((p for _, p in self.nlp.pipeline if isinstance(p, CausalLM)), None)
+        if lm is None:
+            raise ValueError(f"{self.name}: indexing demonstrations needs a causal_lm component.")
+        docs = list(lm.pipe(self.nlp.make_doc(g.text) for g in golds))
+        out = []
+        for gold, doc in zip(golds, docs):
+            spans = [
+                doc.char_span(e.start_char, e.end_char, alignment_mode="expand") for e in gold.ents
+            ]
+            out.append([span_vector(s) if s is not None else None for s in spans])
+            doc._.ember_lm = None  # free the features: only the vectors are kept
+        return out
+
+    def demonstrations_for(self, ent: Span) -> list[FewShot]:
+        """The retrieved demonstrations for `ent`, or the fixed few-shot examples."""
+        if not self.demonstrations:
+            return self.examples
+        index = self.index
+        if index is None:
+            raise ValueError(
+                f"{self.name}: demonstrations = {self.demonstrations} needs the training "
+                "corpus's index: python -m spacy_ember calibrate ... --train <train.spacy>"
+            )
+        sentence = ent.sent.text if ent.doc.has_annotation("SENT_START") else ent.doc.text
+        ids = index.retrieve(ent.text, sentence, span_vector(ent), self.demonstrations)
+        return index.demonstrations(ids, self.demo_words)
+
     # -- routing ----------------------------------------------------------------
-    def request(self, ent: Span) -> Request:
-        """The LLM request typing `ent` (see linkner/routing.py)."""
-        return span_request(ent, self.prompt_labels, self.examples)
+    def request(self, ent: Span, examples: Sequence[FewShot] | None = None) -> Request:
+        """The LLM request typing `ent` (see linkner/routing.py), with these examples
+        (default: `demonstrations_for(ent)`)."""
+        if examples is None:
+            examples = self.demonstrations_for(ent)
+        return span_request(ent, self.prompt_labels, examples, self.context_chars)
+
+    def is_routed(self, label: str, uncertainty: float) -> bool:
+        """Whether an entity with this predicted label and uncertainty goes to the LLM."""
+        allowed = self.route_labels is None or label in self.route_labels
+        return bool(allowed and uncertainty > self.threshold)
 
     def __call__(self, doc: Doc) -> Doc:
         return next(self.pipe([doc]))
@@ -244,7 +338,7 @@ class LinkNERRouter:
             for i, (ent, u) in enumerate(zip(doc.ents, scores)):
                 ent._.uncertainty = float(u)
                 ent._.local_label = ent.label_
-                ent._.routed = bool(u > self.threshold)
+                ent._.routed = self.is_routed(ent.label_, u)
                 if ent._.routed:
                     todo.append((doc, i))
         if not todo:
@@ -265,11 +359,20 @@ class LinkNERRouter:
                     doc, by_doc[id(doc)], local, labels, self.fuse_weight, self.remove_none
                 )
 
-    # -- serialisation: nothing learned is stored (the key never is) -------------
+    # -- serialisation: the demonstration index only (the key never is) ------------
     def to_disk(self, path, *, exclude=tuple()) -> None:
-        pass
+        path = Path(path)
+        target = path / INDEX_DIR
+        if self._index is not None:
+            self._index.to_disk(target)
+        elif self._index_path is not None and self._index_path.resolve() != target.resolve():
+            shutil.copytree(self._index_path, target, dirs_exist_ok=True)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
 
     def from_disk(self, path, *, exclude=tuple()) -> "LinkNERRouter":
+        saved = Path(path) / INDEX_DIR
+        self._index, self._index_path = None, saved if saved.is_dir() else None
         return self
 
     def to_bytes(self, *, exclude=tuple()) -> bytes:

@@ -9,44 +9,74 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
 
-def results_table(name: str, results: dict, run: dict, fixed: float) -> str:
-    """Markdown: per method, the calibrated test scores, scores at a fixed routed
-    fraction, dev replace vs fuse, and what the LLM calls cost."""
+def results_table(name: str, results: dict, best: dict, dev: dict, run: dict) -> str:
+    """Markdown: per method the test scores at its dev-chosen setting, the best method,
+    LLM vs probe accuracy on routed entities (seen / unseen names), the prompts compared
+    on dev, and what the LLM calls cost."""
     lines = [
-        f"LinkNER on {name} test (threshold calibrated on dev, best F1, at most "
-        f"{run['max_routed']:.0%} routed); LLM {run['llm']}",
+        f"LinkNER on {name} test (setting chosen on dev, at most {run['max_routed']:.0%} "
+        f"routed); LLM {run['llm']}, {run['demonstrations']} retrieved demonstrations",
         "",
-        "| method | threshold | probe F1 | routed | LLM acc. | replace F1 | fuse F1 | oracle F1 "
-        f"| ECE | @{fixed:.0%}: LLM acc. | replace F1 | fuse F1 | oracle F1 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | threshold | setting | probe F1 | routed | LLM acc. | probe acc. | replace F1 "
+        "| fuse F1 | final F1 | oracle F1 | ECE | dev probe F1 | dev final F1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, r in results.items():
-        a = r["at_fixed_fraction"]
         lines.append(
-            f"| {m} | {r['threshold']:.4f} | {_pct(r['probe_f'])} | {_pct(r['routed_fraction'])}% "
-            f"| {_pct(r['routed_llm_accuracy'])} | {_pct(r['replace_f'])} | {_pct(r['fuse_f'])} "
-            f"| {_pct(r['oracle_f'])} | {r['ece']:.3f} | {_pct(a['llm_accuracy'])} "
-            f"| {_pct(a['replace_f'])} | {_pct(a['fuse_f'])} | {_pct(a['oracle_f'])} |"
+            f"| {m} | {r['threshold']:.4f} | {_setting(r['setting'])} | {_pct(r['probe_f'])} "
+            f"| {_pct(r['routed_fraction'])}% | {_pct(r['routed_llm_accuracy'])} "
+            f"| {_pct(r['routed_probe_accuracy'])} | {_pct(r['replace_f'])} "
+            f"| {_pct(r['fuse_f'])} | {_pct(r['final_f'])} | {_pct(r['oracle_f'])} "
+            f"| {r['ece']:.3f} | {_pct(r['dev_probe_f'])} | {_pct(r['dev_final_f'])} |"
         )
-    lines += [
-        "",
-        "Dev, at the calibrated threshold (replace vs fuse compared where it was chosen):",
-        "",
-        "| method | dev probe F1 | dev replace F1 | dev fuse F1 |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| {m} | {_pct(r['dev_probe_f'])} | {_pct(r['dev_replace_f'])} | {_pct(r['dev_fuse_f'])} |"
-        for m, r in results.items()
-    ]
+    if best:
+        lines += [
+            "",
+            f"Best on dev: {best['method']} ({_setting(best['setting'])}): test F1 "
+            f"{_pct(best['probe_f'])} -> {_pct(best['final_f'])} ({100 * best['gain']:+.2f}).",
+        ]
+    split = dev.get("routed_split", {})
+    if split:
+        lines += [
+            "",
+            "Dev entities sent to the LLM, by whether their name is a training entity:",
+            "",
+        ]
+        lines += ["| names | n | LLM acc. | probe acc. |", "|---|---|---|---|"]
+        for part, row in split.items():
+            lines.append(f"| {part} | {row['n']} | {_pct(row['llm'])} | {_pct(row['probe'])} |")
+    prompts = dev.get("prompts")
+    if prompts:
+        modes = [k for k in prompts["all"] if k != "n"]
+        lines += [
+            "",
+            f"Prompts on {prompts['n']} routed dev entities (k = {prompts['k']}): accuracy",
+            "",
+            "| names | n | " + " | ".join(modes) + " |",
+            "|---|---|" + "---|" * len(modes),
+        ]
+        for part in ("all", "seen", "unseen"):
+            row = prompts[part]
+            cells = " | ".join(_pct(row[m]) for m in modes)
+            lines.append(f"| {part} | {row['n']} | {cells} |")
     lines += [
         "",
         f"LLM calls {run['llm_calls']} ({run['llm_requests']} requests, {run['cache_hits']} "
-        f"from the cache, failures {run['failures'] or 'none'}), prompt tokens "
-        f"{run['prompt_tokens']}, wall {run['wall_seconds']} s; test: "
-        f"{_docs(run['docs_per_split'])}, dev (calibration): {_docs(run.get('dev_docs'))}.",
+        f"from the cache, failures {run['failures'] or 'none'}), "
+        f"{run['prompt_tokens_per_call']} prompt tokens per call, {run['seconds_per_call']} s "
+        f"per call, LLM wall {run['llm_wall_seconds']} s, total wall {run['wall_seconds']} s; "
+        f"test: {_docs(run['docs_per_split'])}, dev (calibration): {_docs(run.get('dev_docs'))}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _setting(setting: dict) -> str:
+    how = "replace" if setting["fuse_weight"] is None else f"fuse {setting['fuse_weight']}"
+    if setting["threshold"] >= 1.0:
+        return "no routing"
+    labels = setting["route_labels"]
+    parts = [how, "NONE removes" if setting["remove_none"] else "NONE keeps"]
+    return ", ".join(parts + ([f"labels {'/'.join(labels)}"] if labels else []))
 
 
 def _docs(limit: int | None) -> str:

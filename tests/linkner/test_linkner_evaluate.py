@@ -9,13 +9,14 @@ from spacy_ember.linkner import Answer
 from spacy_ember.linkner.evaluate import (
     Collected,
     Predicted,
-    calibrate,
+    Setting,
+    candidate_thresholds,
     expected_calibration_error,
     final_spans,
     prf,
     risk_coverage,
     routed_keys,
-    thresholds,
+    search,
 )
 
 LABELS = ("PER", "ORG")
@@ -68,21 +69,39 @@ def test_failed_answer_keeps_the_local_label(collected):
     assert got == {(*p.key, p.label) for p in collected.predicted}
 
 
-def test_calibration_routes_nothing_when_the_llm_is_wrong(collected):
+def test_search_routes_nothing_when_the_llm_is_wrong(collected):
     wrong = answers(["ORG", "PER", "PER"])  # every answer wrong
-    threshold, f = calibrate(collected, wrong, "entropy", LABELS, True, max_routed=1.0)
-    assert threshold == 1.0 and f == pytest.approx(1 / 3)  # the probes' own F1
+    setting, f = search(collected, wrong, "entropy", LABELS, max_routed=1.0)
+    assert setting == Setting() and f == pytest.approx(1 / 3)  # the probes' own F1
 
 
-def test_calibration_routes_when_the_llm_helps(collected):
+def test_search_routes_when_the_llm_helps(collected):
     right = answers(["PER", "ORG", "NONE"])
-    threshold, f = calibrate(collected, right, "entropy", LABELS, True, max_routed=1.0)
-    assert threshold < 0.8 and f == pytest.approx(0.8)
+    setting, f = search(collected, right, "entropy", LABELS, max_routed=1.0)
+    assert setting.threshold < 0.8 and setting.remove_none and f == pytest.approx(0.8)
 
 
-def test_thresholds_respect_max_routed(collected):
-    grid = thresholds(collected.predicted, "entropy", max_routed=0.34)
-    assert 1.0 in grid
+def test_search_routes_only_the_labels_the_llm_gets_right(collected):
+    """Right on the uncertain PER, wrong on the ORG (a non-entity it calls PER): only
+    predicted PER entities are routed."""
+    mixed = answers(["PER", "ORG", "PER"])
+    setting, f = search(collected, mixed, "entropy", LABELS, max_routed=1.0)
+    assert setting.route_labels == ("PER",) and f == pytest.approx(2 / 3)
+    assert setting.routed(collected, "entropy") == {(0, 2, 3)}
+    assert setting.config()["route_labels"] == ["PER"]
+
+
+def test_search_never_below_the_probes(collected):
+    rng = np.random.default_rng(0)
+    probe_f = prf({(*p.key, p.label) for p in collected.predicted}, collected.gold)[2]
+    for _ in range(20):
+        got = answers(rng.choice(["PER", "ORG", "NONE"], size=3).tolist())
+        assert search(collected, got, "entropy", LABELS, max_routed=1.0)[1] >= probe_f
+
+
+def test_candidate_thresholds_respect_max_routed(collected):
+    grid = candidate_thresholds(collected.predicted, "entropy", max_routed=0.34, steps=5)
+    assert grid[0] == 1.0 and len(grid) > 1
     assert all(len(routed_keys(collected.predicted, "entropy", t)) <= 1 for t in grid)
 
 
@@ -122,37 +141,50 @@ def test_calibrate_and_evaluate_commands(tmp_path, monkeypatch):
         common = ["--base-url", server.base_url, "--cache-dir", str(tmp_path / "llm")]
         result = runner.invoke(
             app,
-            ["calibrate", str(tmp_path / "model"), str(data), str(tmp_path / "out"), *common],
+            ["calibrate", str(tmp_path / "model"), str(data), str(tmp_path / "out"), *common]
+            + ["--train", str(data)],
         )
         assert result.exit_code == 0, result.output
-        assert "threshold" in result.output
+        assert "dev F1" in result.output and "demonstrations: indexed" in result.output
         calibrated = spacy.load(tmp_path / "out")
-        assert 0.0 <= calibrated.get_pipe("linkner_router").threshold <= 1.0
+        router = calibrated.get_pipe("linkner_router")
+        assert 0.0 <= router.threshold <= 1.0
+        assert router.demonstrations == 6 and router.index is not None  # saved with it
         result = runner.invoke(
             app,
             ["evaluate-linkner", str(tmp_path / "model"), str(data), str(data)]
-            + [str(tmp_path / "metrics"), "--name", "tiny", *common],
+            + [str(tmp_path / "metrics"), "--name", "tiny", *common]
+            + ["--train", str(data), "--index", str(tmp_path / "index"), "--compare", "3"],
         )
         assert result.exit_code == 0, result.output
         monkeypatch.setitem(sys.modules, "matplotlib", None)  # not installed
         result = runner.invoke(
             app,
             ["evaluate-linkner", str(tmp_path / "model"), str(data), str(data)]
-            + [str(tmp_path / "bare"), "--name", "tiny", "--limit", "1", *common],
+            + [str(tmp_path / "bare"), "--name", "tiny", "--limit", "1", *common]
+            + ["--index", str(tmp_path / "index"), "--evidential-model", str(tmp_path / "no")],
         )
         assert result.exit_code == 0, result.output
         assert "pip install spacy-ember[plot]" in result.output
+        assert "evidential is skipped" in result.output
         assert {p.name for p in (tmp_path / "bare").iterdir()} == {
             "linkner-tiny.json",
             "linkner-tiny.md",
         }
     report = json.loads((tmp_path / "metrics" / "linkner-tiny.json").read_text())
-    assert set(report) == {"confidence", "entropy", "mc_dropout", "_run"}
+    assert set(report) == {"confidence", "entropy", "mc_dropout", "best", "dev", "_run"}
     for method in ("confidence", "entropy", "mc_dropout"):
         r = report[method]
         for key in ("probe_f", "routed_fraction", "replace_f", "fuse_f", "oracle_f", "threshold"):
             assert 0.0 <= r[key] <= 1.0
-        assert r["oracle_f"] >= r["replace_f"] - 1e-9 or r["routed_fraction"] == 0
+        assert r["oracle_f"] >= r["final_f"] - 1e-9 or r["routed_fraction"] == 0
+        assert r["dev_final_f"] >= r["dev_probe_f"]  # dev and test are the same docs here
+    assert report["best"]["method"] in ("confidence", "entropy", "mc_dropout")
+    assert report["best"]["final_f"] >= report["best"]["probe_f"]
+    prompts = report["dev"]["prompts"]
+    assert prompts["n"] == prompts["all"]["n"] > 0
+    assert set(prompts["all"]) >= {"probes", "zero_shot", "random_k_shot", "retrieved_k_shot"}
+    assert report["_run"]["llm_calls"] > 0 and report["_run"]["prompt_tokens_per_call"] >= 0
     assert (tmp_path / "metrics" / "linkner-tiny-risk-coverage.png").stat().st_size > 0
     assert "| entropy |" in (tmp_path / "metrics" / "linkner-tiny.md").read_text()
 
