@@ -47,6 +47,10 @@ class RunningServer:
     base_url: str  # ".../v1"
     process: subprocess.Popen
 
+    def stop(self) -> None:
+        """Stop the server now (the fault tests kill it mid-run)."""
+        self.process.terminate()
+
 
 @contextmanager
 def running_server(
