@@ -79,6 +79,9 @@ def _set_router(nlp: Language, settings: dict[str, Any]) -> None:
     nlp.get_pipe(ROUTER).use_index(old)  # type: ignore[attr-defined]
 
 
+LOCAL_CONCURRENCY, LOCAL_TIMEOUT = 1, 120.0  # what calibrate and evaluate-linkner send
+
+
 def _router_options(
     base_url: str | None, llm: str, cache_dir: Path, demonstrations: int
 ) -> dict[str, Any]:
@@ -87,6 +90,10 @@ def _router_options(
         "logprobs": True,
         "cache_dir": str(cache_dir),
         "demonstrations": demonstrations,
+        # llama.cpp's server answers one request at a time: more in flight only queue
+        # up there and time out (seen: 26 of 34 calls at 4 in flight, 30 s timeout).
+        "max_concurrency": LOCAL_CONCURRENCY,
+        "timeout": LOCAL_TIMEOUT,
     }
     if base_url:
         options["base_url"] = base_url
