@@ -128,6 +128,13 @@ def _attach_index(nlp: Language, train: Path | None, index: Path | None) -> None
 DEMO_HELP = "Retrieved demonstrations per routed entity (0: zero-shot)"
 TRAIN_HELP = "Training corpus (.spacy) to retrieve demonstrations from"
 INDEX_HELP = "Where the demonstration index is kept (built from --train when missing)"
+# the router's options, shared by calibrate and evaluate-linkner
+TRAIN_OPTION = typer.Option(None, exists=True, dir_okay=False, help=TRAIN_HELP)
+INDEX_OPTION = typer.Option(None, help=INDEX_HELP)
+DEMO_OPTION = typer.Option(6, help=DEMO_HELP)
+BASE_URL_OPTION = typer.Option(None, help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)")
+LLM_OPTION = typer.Option("local", help="Model name sent to the endpoint")
+CACHE_OPTION = typer.Option(Path("cache/llm"), help="LLM response cache")
 
 
 @app.command("calibrate")
@@ -137,12 +144,12 @@ def calibrate_cmd(
     output: Path = typer.Argument(..., help="Save the pipeline with linkner_router here"),
     method: str = typer.Option("entropy", help="Uncertainty method"),
     max_routed: float = typer.Option(0.3, help="Most entities the LLM may get (fraction)"),
-    train: Path = typer.Option(None, exists=True, dir_okay=False, help=TRAIN_HELP),
-    index: Path = typer.Option(None, help=INDEX_HELP),
-    demonstrations: int = typer.Option(6, help=DEMO_HELP),
-    base_url: str = typer.Option(None, help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)"),
-    llm: str = typer.Option("local", help="Model name sent to the endpoint"),
-    cache_dir: Path = typer.Option(Path("cache/llm"), help="LLM response cache"),
+    train: Path = TRAIN_OPTION,
+    index: Path = INDEX_OPTION,
+    demonstrations: int = DEMO_OPTION,
+    base_url: str = BASE_URL_OPTION,
+    llm: str = LLM_OPTION,
+    cache_dir: Path = CACHE_OPTION,
     limit: int = typer.Option(None, help="Use only the first N dev docs"),
 ) -> None:
     """Choose on dev how linkner_router routes (threshold, replace or fuse, NONE removal,
@@ -171,12 +178,12 @@ def evaluate_linkner(
     evidential_model: Path | None = typer.Option(
         None, help="The same pipeline trained with typing_loss evidential (skipped if absent)"
     ),
-    train: Path = typer.Option(None, exists=True, dir_okay=False, help=TRAIN_HELP),
-    index: Path = typer.Option(None, help=INDEX_HELP),
-    demonstrations: int = typer.Option(6, help=DEMO_HELP),
-    base_url: str = typer.Option(None, help="OpenAI-compatible endpoint (or OPENAI_BASE_URL)"),
-    llm: str = typer.Option("local", help="Model name sent to the endpoint"),
-    cache_dir: Path = typer.Option(Path("cache/llm"), help="LLM response cache"),
+    train: Path = TRAIN_OPTION,
+    index: Path = INDEX_OPTION,
+    demonstrations: int = DEMO_OPTION,
+    base_url: str = BASE_URL_OPTION,
+    llm: str = LLM_OPTION,
+    cache_dir: Path = CACHE_OPTION,
     max_routed: float = typer.Option(0.3, help="Most entities calibration may route"),
     compare: int = typer.Option(100, help="Routed dev entities to compare the prompts on"),
     limit: int = typer.Option(None, help="Use only the first N docs of each split"),
