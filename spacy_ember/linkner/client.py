@@ -10,7 +10,9 @@ import threading
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from .answers import Answer, ClientStats, LLMWarning, Request
@@ -139,15 +141,19 @@ class LLMClient:
         options.update(self.extra_options)
         return options
 
-    def classify(self, requests: list[Request]) -> list[Answer]:
-        """One Answer per Request, in order; warns once (LLMWarning) if any failed."""
+    def classify(
+        self, requests: list[Request], progress: Callable[[int], object] | None = None
+    ) -> list[Answer]:
+        """One Answer per Request, in order; warns once (LLMWarning) if any failed;
+        `progress(1)` after each answer (e.g. a tqdm bar's update)."""
         requests = list(requests)
+        one = partial(self._classify_one, progress=progress)
         workers = min(self.max_concurrency, len(requests))
         if workers <= 1:
-            answers = [self._classify_one(request) for request in requests]
+            answers = [one(request) for request in requests]
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix="linkner-llm") as pool:
-                answers = list(pool.map(self._classify_one, requests))
+                answers = list(pool.map(one, requests))
         failed = Counter(answer.error for answer in answers if answer.error)
         if failed:
             kinds = ", ".join(f"{kind}: {n}" for kind, n in failed.most_common())
@@ -159,7 +165,9 @@ class LLMClient:
             )
         return answers
 
-    def _classify_one(self, request: Request) -> Answer:
+    def _classify_one(
+        self, request: Request, progress: Callable[[int], object] | None = None
+    ) -> Answer:
         started = time.perf_counter()
         try:
             answer = self._answer(request, started)
@@ -167,6 +175,8 @@ class LLMClient:
             answer = Answer(None, error=f"error {type(e).__name__}")
         with self._lock:
             self.stats.add(answer)
+            if progress is not None:
+                progress(1)
         return answer
 
     def _answer(self, request: Request, started: float) -> Answer:

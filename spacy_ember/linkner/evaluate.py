@@ -78,10 +78,10 @@ def collect(
 
 
 def ask(
-    nlp: Language, router_name: str, collected: Collected, keys: set[Key], chunk: int = 16
+    nlp: Language, router_name: str, collected: Collected, keys: set[Key]
 ) -> tuple[dict[Key, Answer], float]:
-    """The LLM's answers for the entities `keys`, and the wall time it took; asked
-    `chunk` at a time behind a progress bar (an evaluation makes hundreds of calls)."""
+    """The LLM's answers for the entities `keys`, and the wall time it took, behind a
+    progress bar (an evaluation makes hundreds of calls)."""
     from tqdm import tqdm
 
     router = nlp.get_pipe(router_name)
@@ -92,11 +92,8 @@ def ask(
     spans = [span_of(collected, key) for key in order]
     requests = [router.request(span) for span in spans]  # type: ignore[attr-defined]
     start = time.perf_counter()
-    answers: list[Answer] = []
     with tqdm(total=len(requests), desc="LLM calls", unit="call", mininterval=30) as bar:
-        for i in range(0, len(requests), chunk):
-            answers += client.classify(requests[i : i + chunk])
-            bar.update(len(requests[i : i + chunk]))
+        answers = client.classify(requests, progress=bar.update)
     return dict(zip(order, answers)), time.perf_counter() - start
 
 

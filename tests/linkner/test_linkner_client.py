@@ -159,3 +159,14 @@ def test_concurrency_bounded_and_order_kept(serve):
     answers = client.classify(make_requests(12))
     assert [a.label for a in answers] == ["PER", "LOC", "ORG"] * 4
     assert server.max_in_flight == 3
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 3])
+def test_progress_counts_every_answer(serve, max_concurrency):
+    server = serve(label_by_sentence)
+    done: list[int] = []
+    with no_llm_warnings():
+        answers = make_client(server.base_url, max_concurrency=max_concurrency).classify(
+            make_requests(7), progress=done.append
+        )
+    assert len(answers) == 7 and done == [1] * 7
