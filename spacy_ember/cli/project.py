@@ -4,7 +4,12 @@ from pathlib import Path
 
 import typer
 
+from ..workflow.corpora import DEFAULT_UNIT, UNITS
 from .app import app
+
+UNIT_OPTION = typer.Option(
+    DEFAULT_UNIT, help=f"One Doc per: {' or '.join(UNITS)} (documents: -DOCSTART- marks them)"
+)
 
 
 @app.command()
@@ -14,6 +19,7 @@ def convert(
     ),
     output_path: Path = typer.Argument(..., help="Where to write the .spacy file"),
     lang: str = typer.Option("en", help="Language of the blank vocab"),
+    unit: str = UNIT_OPTION,
 ) -> None:
     """Convert a BIO file (CoNLL-2003 columns or WNUT-17 TAB-separated) to .spacy."""
     import spacy
@@ -22,14 +28,15 @@ def convert(
     from ..workflow.corpora import convert as convert_file
 
     try:
-        counts = convert_file(input_path, output_path, spacy.blank(lang).vocab)
-    except CorpusFormatError as err:
+        counts = convert_file(input_path, output_path, spacy.blank(lang).vocab, unit)
+    except (CorpusFormatError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
     total = sum(counts["entities"].values())
     per_type = ", ".join(f"{k} {v}" for k, v in counts["entities"].items())
     typer.echo(
-        f"{output_path}: {counts['sentences']} sentences, {counts['tokens']} tokens, "
+        f"{output_path}: {counts['docs']} docs, {counts['sentences']} sentences, "
+        f"{counts['tokens']} tokens, "
         f"{total} entities ({per_type})"
     )
 
@@ -42,6 +49,7 @@ def convert_dataset(
     ),
     output_dir: Path = typer.Argument(..., help="Where to write <dataset>-<split>.spacy"),
     lang: str = typer.Option("en", help="Language of the blank vocab"),
+    unit: str = UNIT_OPTION,
 ) -> None:
     """Convert the train, dev and test splits of a known corpus to .spacy files."""
     from ..workflow.corpora import DATASETS
@@ -54,7 +62,7 @@ def convert_dataset(
         if not source.is_file():
             typer.echo(f"error: {source} not found (the {dataset} {split} split)", err=True)
             raise typer.Exit(1)
-        convert(source, output_dir / f"{dataset}-{split}.spacy", lang)
+        convert(source, output_dir / f"{dataset}-{split}.spacy", lang, unit)
 
 
 @app.command("tune-decoding")

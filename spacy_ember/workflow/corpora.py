@@ -1,4 +1,5 @@
-"""Read CoNLL-2003 and WNUT-17 style BIO files into spaCy Docs (one sentence per Doc)."""
+"""Read CoNLL-2003 and WNUT-17 style BIO files into spaCy Docs: one Doc per document
+(`-DOCSTART-` boundaries, sentence starts set), or one per sentence."""
 
 from collections import Counter
 from collections.abc import Iterator
@@ -27,28 +28,39 @@ DATASETS: dict[str, dict[str, str]] = {
 }
 
 
+# One Doc per document or per sentence; documents give the LM each sentence's left
+# context, as `nlp(article)` and streaming do. Corpora without document boundaries
+# (WNUT-17) are sentences either way.
+UNITS = ("documents", "sentences")
+DEFAULT_UNIT = "sentences"
+
+
 class CorpusFormatError(ValueError):
     pass
 
 
-def read_bio(path: Path) -> Iterator[Sentence]:
-    """Yield (words, IOB2 tags) per sentence.
+DOCSTART = "-DOCSTART-"
+
+
+def _read(path: Path) -> Iterator[Sentence | str]:
+    """Yield each sentence as (words, IOB2 tags), and DOCSTART where a document starts.
 
     Columns are split on whitespace; the first is the word and the last the tag
     (CoNLL-2003: `word POS chunk tag`; WNUT-17: `word<TAB>tag`). Blank and
-    whitespace-only lines end a sentence; `-DOCSTART-` lines are skipped.
+    whitespace-only lines end a sentence.
     """
     words: list[str] = []
     tags: list[str] = []
     with Path(path).open(encoding="utf8") as handle:
         for lineno, line in enumerate(handle, start=1):
             cols = line.split()
-            if not cols:
-                if words:
-                    yield words, tags
+            if (not cols or cols[0] == DOCSTART) and words:
+                yield words, tags
                 words, tags = [], []
+            if not cols:
                 continue
-            if cols[0] == "-DOCSTART-":
+            if cols[0] == DOCSTART:
+                yield DOCSTART
                 continue
             if len(cols) < 2:
                 raise CorpusFormatError(
@@ -65,36 +77,85 @@ def read_bio(path: Path) -> Iterator[Sentence]:
         yield words, tags
 
 
+def read_bio(path: Path) -> Iterator[Sentence]:
+    """Yield (words, IOB2 tags) per sentence, ignoring document boundaries."""
+    return (item for item in _read(path) if not isinstance(item, str))
+
+
+def read_documents(path: Path) -> Iterator[list[Sentence]]:
+    """Yield the sentences of each document (a `-DOCSTART-` line starts one). Sentences
+    before the first `-DOCSTART-`, and all of a file without any (WNUT-17: tweets), are
+    each a document of their own."""
+    document: list[Sentence] | None = None
+    for item in _read(path):
+        if isinstance(item, str):
+            if document:
+                yield document
+            document = []
+        elif document is None:
+            yield [item]
+        else:
+            document.append(item)
+    if document:
+        yield document
+
+
 def sentence_to_doc(vocab: Vocab, words: list[str], tags: list[str]) -> Doc:
-    """A Doc with the sentence's entities; an I- tag that starts an entity counts as B-."""
+    """A Doc with the sentence's entities (see document_to_doc)."""
+    return document_to_doc(vocab, [(words, tags)])
+
+
+def document_to_doc(vocab: Vocab, sentences: list[Sentence]) -> Doc:
+    """One Doc of the sentences, space-separated, each sentence start set, with their
+    entities; an I- tag that starts an entity counts as B-."""
+    words = [word for sentence_words, _ in sentences for word in sentence_words]
     fixed = []
-    for i, tag in enumerate(tags):
-        if tag.startswith("I-") and (i == 0 or tags[i - 1][2:] != tag[2:] or tags[i - 1] == "O"):
-            tag = "B-" + tag[2:]
-        fixed.append(tag)
-    doc = Doc(vocab, words=words, spaces=[True] * (len(words) - 1) + [False])
+    starts = []
+    for _, tags in sentences:
+        for i, tag in enumerate(tags):
+            if tag.startswith("I-") and (
+                i == 0 or tags[i - 1] == "O" or tags[i - 1][2:] != tag[2:]
+            ):
+                tag = "B-" + tag[2:]
+            fixed.append(tag)
+            starts.append(i == 0)
+    doc = Doc(vocab, words=words, spaces=[True] * (len(words) - 1) + [False], sent_starts=starts)
     doc.ents = biluo_tags_to_spans(doc, iob_to_biluo(fixed))
     return doc
 
 
-def convert(input_path: Path, output_path: Path, vocab: Vocab, show_progress: bool = True) -> dict:
-    """Convert a BIO file to a .spacy DocBin; returns counts for a sanity check."""
+def convert(
+    input_path: Path,
+    output_path: Path,
+    vocab: Vocab,
+    unit: str = DEFAULT_UNIT,
+    show_progress: bool = True,
+) -> dict:
+    """Convert a BIO file to a .spacy DocBin, one Doc per `unit` (see UNITS); returns
+    counts for a sanity check."""
     from spacy.tokens import DocBin
     from tqdm import tqdm
 
     db = DocBin(store_user_data=False)
-    counts: dict = {"sentences": 0, "tokens": 0, "entities": Counter()}
+    counts: dict = {"docs": 0, "sentences": 0, "tokens": 0, "entities": Counter()}
     lines = sum(1 for _ in Path(input_path).open(encoding="utf8"))
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, got '{unit}'.")
+    if unit == "documents":
+        groups = read_documents(input_path)
+    else:
+        groups = ([sentence] for sentence in read_bio(input_path))
     with tqdm(
         total=lines, disable=not show_progress, unit="line", desc=Path(input_path).name
     ) as bar:
-        for words, tags in read_bio(input_path):
-            doc = sentence_to_doc(vocab, words, tags)
+        for sentences in groups:
+            doc = document_to_doc(vocab, sentences)
             db.add(doc)
-            counts["sentences"] += 1
+            counts["docs"] += 1
+            counts["sentences"] += len(sentences)
             counts["tokens"] += len(doc)
             counts["entities"].update(ent.label_ for ent in doc.ents)
-            bar.update(len(words) + 1)
+            bar.update(len(doc) + len(sentences))
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)
     db.to_disk(output_path)
     counts["entities"] = dict(sorted(counts["entities"].items()))

@@ -239,3 +239,35 @@ def test_prefill_warns_when_the_cache_is_too_small(architecture):
     nlp.add_pipe("causal_lm", config=tiny_lm_config(architecture, cache=cache))
     with pytest.warns(UserWarning, match="raise its max_mb"):
         nlp.get_pipe("causal_lm").extractor.prefill(["Berlin is large.", "Paris"])
+
+
+def _sentence_hidden(doc: Doc, sentence: int) -> np.ndarray:
+    """The hidden states of a sentence's pieces (all but its last token's)."""
+    sent = list(doc.sents)[sentence]
+    feats = doc._.ember_lm
+    first, last = feats.align[sent.start, 0], feats.align[sent.end - 1, 0]
+    return feats.hidden[first:last].astype("float32")
+
+
+def test_a_sentence_reads_its_document_before_it(lm_nlp):
+    """Documents give the LM left context: a sentence's features change with the text
+    before it, and a document's first sentence reads exactly what it reads alone."""
+    from spacy_ember.workflow.corpora import document_to_doc
+
+    vocab = lm_nlp.vocab
+    leeds = (["Leeds", "beat", "Chelsea", "2-1", "."], ["B-ORG", "O", "B-ORG", "O", "O"])
+    soccer = (["SOCCER", "-", "LATEST", "RESULTS"], ["O"] * 4)
+    travel = (["Visiting", "Yorkshire", "in", "spring"], ["O", "B-LOC", "O", "O"])
+    docs = [
+        document_to_doc(vocab, sentences)
+        for sentences in ([soccer, leeds], [travel, leeds], [leeds], [leeds, travel])
+    ]
+    cache = lm_nlp.get_pipe("causal_lm").extractor.cache
+    docs = list(lm_nlp.pipe(docs))
+    assert cache.misses == 4  # one entry per document text: the context is in the key
+    after_soccer, after_travel = _sentence_hidden(docs[0], 1), _sentence_hidden(docs[1], 1)
+    assert after_soccer.shape == after_travel.shape
+    assert not np.allclose(after_soccer, after_travel, atol=1e-3)
+    np.testing.assert_allclose(
+        _sentence_hidden(docs[3], 0), _sentence_hidden(docs[2], 0), atol=1e-2
+    )

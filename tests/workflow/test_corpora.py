@@ -4,7 +4,14 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_ember.cli.app import app
-from spacy_ember.workflow.corpora import CorpusFormatError, convert, read_bio, sentence_to_doc
+from spacy_ember.workflow.corpora import (
+    CorpusFormatError,
+    convert,
+    document_to_doc,
+    read_bio,
+    read_documents,
+    sentence_to_doc,
+)
 
 CONLL = """-DOCSTART- -X- -X- O
 
@@ -72,18 +79,66 @@ def test_malformed_lines_name_the_line(tmp_path, text, lineno):
         list(read_bio(path))
 
 
-def test_convert_writes_docbin_and_counts(tmp_path):
+@pytest.mark.parametrize("unit,n_docs", [("sentences", 3), ("documents", 2)])
+def test_convert_writes_docbin_and_counts(tmp_path, unit, n_docs):
     nlp = spacy.blank("en")
-    counts = convert(
-        write(tmp_path, "c.txt", CONLL), tmp_path / "out.spacy", nlp.vocab, show_progress=False
-    )
+    path = write(tmp_path, "c.txt", CONLL)
+    counts = convert(path, tmp_path / "out.spacy", nlp.vocab, unit, show_progress=False)
     assert counts == {
+        "docs": n_docs,
         "sentences": 3,
         "tokens": 9,
         "entities": {"LOC": 1, "MISC": 1, "ORG": 1, "PER": 1},
     }
     docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(nlp.vocab))
-    assert len(docs) == 3 and docs[1].ents[0].text == "Peter Blackburn"
+    assert len(docs) == n_docs
+    assert [e.text for d in docs for e in d.ents] == ["EU", "German", "Peter Blackburn", "New York"]
+    assert [s.text for d in docs for s in d.sents] == [
+        "EU rejects German call .",
+        "Peter Blackburn",
+        "New York",
+    ]
+
+
+def test_documents_follow_docstart_lines(tmp_path):
+    documents = list(read_documents(write(tmp_path, "c.txt", CONLL)))
+    assert [[words for words, _ in d] for d in documents] == [
+        [["EU", "rejects", "German", "call", "."], ["Peter", "Blackburn"]],
+        [["New", "York"]],
+    ]
+
+
+def test_a_file_without_docstart_has_one_document_per_sentence(tmp_path):
+    assert [len(d) for d in read_documents(write(tmp_path, "w.conll", WNUT))] == [1, 1, 1]
+    # sentences before the first -DOCSTART- stand alone; a DOCSTART right after a
+    # sentence (no blank line) still ends it
+    text = "a O\n\nb O\n-DOCSTART- -X- -X- O\nc B-PER\n\nd O\n"
+    documents = list(read_documents(write(tmp_path, "m.txt", text)))
+    assert [[words for words, _ in d] for d in documents] == [[["a"]], [["b"]], [["c"], ["d"]]]
+
+
+def test_document_doc_keeps_sentence_starts_and_entities():
+    doc = document_to_doc(
+        spacy.blank("en").vocab,
+        [(["Leeds", "won"], ["I-ORG", "O"]), (["in", "New", "York"], ["O", "B-LOC", "I-LOC"])],
+    )
+    assert doc.text == "Leeds won in New York"
+    assert [t.is_sent_start for t in doc] == [True, False, True, False, False]
+    assert [(e.text, e.label_) for e in doc.ents] == [("Leeds", "ORG"), ("New York", "LOC")]
+
+
+def test_an_entity_never_runs_across_sentences():
+    doc = document_to_doc(
+        spacy.blank("en").vocab, [(["Real"], ["B-ORG"]), (["Madrid", "won"], ["I-ORG", "O"])]
+    )
+    assert [(e.text, e.label_) for e in doc.ents] == [("Real", "ORG"), ("Madrid", "ORG")]
+
+
+def test_unknown_unit_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="documents, sentences"):
+        convert(
+            write(tmp_path, "c.txt", CONLL), tmp_path / "o.spacy", spacy.blank("en").vocab, "pages"
+        )
 
 
 def test_cli_convert(tmp_path):
@@ -91,7 +146,18 @@ def test_cli_convert(tmp_path):
         app, ["convert", str(write(tmp_path, "w.conll", WNUT)), str(tmp_path / "w.spacy")]
     )
     assert result.exit_code == 0, result.output
-    assert "3 sentences" in result.output and "location 1" in result.output
+    assert "3 docs, 3 sentences" in result.output and "location 1" in result.output
+    docs = CliRunner().invoke(
+        app,
+        [
+            "convert",
+            str(write(tmp_path, "c.txt", CONLL)),
+            str(tmp_path / "c.spacy"),
+            "--unit",
+            "documents",
+        ],
+    )
+    assert docs.exit_code == 0 and "2 docs, 3 sentences" in docs.output, docs.output
     bad = CliRunner().invoke(
         app, ["convert", str(write(tmp_path, "b.txt", "a\n")), str(tmp_path / "b.spacy")]
     )
