@@ -106,6 +106,28 @@ def tune_decoding_cmd(
         typer.echo(f"saved {output} with {chosen}")
 
 
+@app.command("evaluate-case")
+def evaluate_case(
+    model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline"),
+    dev_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Dev data (.spacy)"),
+    output: Path = typer.Option(None, "--output", "-o", help="JSON file to write"),
+) -> None:
+    """Entity P/R/F on dev as written, lower-cased and upper-cased."""
+    import json
+
+    import spacy
+    from spacy.tokens import DocBin
+
+    from ..workflow.case import case_scores
+
+    nlp = spacy.load(model)
+    scores = case_scores(nlp, list(DocBin().from_disk(dev_path).get_docs(nlp.vocab)))
+    typer.echo(" ".join(f"{k} {v:.4f}" for k, v in scores.items() if k.endswith("_f")))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf8")
+
+
 @app.command()
 def visualize(
     model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline"),

@@ -53,12 +53,16 @@ def test_workflow_all_on_tiny_sample(tmp_path):
         text=True,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "3 sentences, 9 tokens, 4 entities" in run.stdout
+    assert "3 docs, 3 sentences, 9 tokens, 4 entities" in run.stdout
     # dev and test are the training sample: the trained and tuned pipeline finds most of
     # its 4 entities (F1 0.86); untrained, tuning the decoding alone reaches 0.25.
     for split in ("dev", "test"):
         metrics = json.loads((project / "metrics" / f"conll2003-{split}.json").read_text())
         assert metrics["ents_f"] >= 0.75, metrics
+    case = json.loads((project / "metrics" / "conll2003-case.json").read_text())
+    dev = json.loads((project / "metrics" / "conll2003-dev.json").read_text())
+    assert abs(case["dev_f"] - dev["ents_f"]) < 1e-9  # same scorer, same docs
+    assert {"dev_lower_f", "dev_upper_f"} <= set(case)
     assert (project / "visualize" / "conll2003.html").read_text().count("<h3>gold</h3>") == 3
     table = (project / "metrics" / "conll2003.md").read_text()
     assert "| conll2003-dev |" in table and "| conll2003-test |" in table and "LOC F" in table

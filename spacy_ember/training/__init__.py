@@ -1,0 +1,1 @@
+"""Training data: augmenters for `[corpora.train]`."""
