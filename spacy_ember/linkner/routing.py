@@ -11,6 +11,12 @@ from .fusion import decide
 from .labels import NONE_LABEL, LabelSet
 from .prompt import FewShot, build_messages
 
+# A doc without sentence boundaries is shown whole up to this many tokens; a longer one
+# (an article, nlp(text) without a sentencizer) as a window of WINDOW_TOKENS either side
+# of the entity, so a prompt never grows with the document.
+MAX_UNSPLIT_TOKENS = 200
+WINDOW_TOKENS = 40
+
 SPAN_ATTRS = ("uncertainty", "routed", "local_label", "llm_label", "llm_error")
 for _attr in SPAN_ATTRS:
     if not Span.has_extension(_attr):
@@ -20,14 +26,16 @@ for _attr in SPAN_ATTRS:
 def span_request(
     ent: Span, labels: LabelSet, examples: Sequence[FewShot], context_chars: int = 0
 ) -> Request:
-    """The request typing `ent`, marked in the sentences it touches (the whole doc
-    without sentence boundaries), after up to `context_chars` characters of the doc's
-    preceding sentences, with "not an entity" allowed."""
+    """The request typing `ent`, marked in the sentences it touches (without sentence
+    boundaries: the doc, or a window around the entity in a long one), after up to
+    `context_chars` characters of the text before them, with "not an entity" allowed."""
     doc = ent.doc
     if doc.has_annotation("SENT_START"):
         # ember_ner does not read sentences, so an entity may cross a boundary;
         # Span.sent is then only its first sentence: take every sentence it touches.
         sent = doc[ent[0].sent.start : ent[-1].sent.end]
+    elif len(doc) > MAX_UNSPLIT_TOKENS:
+        sent = doc[max(ent.start - WINDOW_TOKENS, 0) : ent.end + WINDOW_TOKENS]
     else:
         sent = doc[:]
     context = doc.text[: sent.start_char].strip()

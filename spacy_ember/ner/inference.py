@@ -8,6 +8,8 @@ import numpy as np
 from thinc.api import Model
 from thinc.types import Floats2d
 
+from .mix import mix_weights
+
 
 def probe_predictor(probe: Model[Floats2d, Floats2d]) -> Callable[[np.ndarray], np.ndarray]:
     """A trained ProbeMLP's inference as plain numpy over its current weights.
@@ -19,7 +21,9 @@ def probe_predictor(probe: Model[Floats2d, Floats2d]) -> Callable[[np.ndarray], 
     steps: list[Callable[[np.ndarray], np.ndarray]] = []
     for layer in _leaf_layers(probe):
         params = {name: np.asarray(layer.get_param(name)) for name in layer.param_names}
-        if layer.name == "layernorm":
+        if layer.name == "scalar_mix":
+            steps.append(partial(_scalar_mix, **params, n_layers=layer.get_dim("nL")))
+        elif layer.name == "layernorm":
             steps.append(partial(_layer_norm, **params))
         elif layer.name in ("relu", "linear"):
             steps.append(partial(_affine, **params, relu=layer.name == "relu"))
@@ -32,6 +36,12 @@ def probe_predictor(probe: Model[Floats2d, Floats2d]) -> Callable[[np.ndarray], 
         return X
 
     return predict
+
+
+def _scalar_mix(X: np.ndarray, w: np.ndarray, gamma: np.ndarray, n_layers: int) -> np.ndarray:
+    """The scalar mix's forward pass (see mix.py) on numpy arrays."""
+    X3 = X.reshape(len(X), n_layers, -1)
+    return (gamma[0] * np.einsum("l,nld->nd", mix_weights(w), X3)).astype("float32")
 
 
 def _layer_norm(X: np.ndarray, G: np.ndarray, b: np.ndarray) -> np.ndarray:

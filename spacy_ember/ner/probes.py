@@ -18,6 +18,7 @@ from thinc.types import Floats1d, Floats2d
 from ..lm.features import LMFeatures
 from .candidates import candidate_spans
 from .decoding import softmax
+from .mix import scalar_mix as build_scalar_mix
 
 
 @dataclass
@@ -46,6 +47,7 @@ width = 256
 depth = 1
 dropout = 0.1
 normalize = true
+scalar_mix = false
 nO = null
 """
 DEFAULT_EMBER_MODEL = f"""
@@ -71,14 +73,19 @@ def build_probe_mlp(
     depth: int = _MLP["depth"],
     dropout: float = _MLP["dropout"],
     normalize: bool = _MLP["normalize"],
+    scalar_mix: bool = _MLP["scalar_mix"],
     nO: int | None = _MLP["nO"],
 ) -> Model[Floats2d, Floats2d]:
-    """An MLP probe: optional input LayerNorm, `depth` ReLU layers of `width`, linear out.
+    """An MLP probe: optional scalar mix and input LayerNorm, `depth` ReLU layers of
+    `width`, linear out.
 
     normalize: LayerNorm the input first; LM hidden states have a few huge outlier
         dimensions that otherwise dominate a small probe.
+    scalar_mix: (typing probe) read a learned weighted sum of the causal_lm layers
+        (ELMo's scalar mix) instead of the layers concatenated.
     """
-    layers: list[Model] = [LayerNorm()] if normalize else []
+    layers: list[Model] = [build_scalar_mix()] if scalar_mix else []
+    layers += [LayerNorm()] if normalize else []
     layers += [Relu(nO=width, dropout=dropout) for _ in range(depth)]
     layers.append(Linear(nO=nO))
     model: Model[Floats2d, Floats2d] = chain(*layers) if len(layers) > 1 else layers[0]
@@ -220,6 +227,9 @@ def probes_init(model: Model, X: list[Doc] | None = None, Y=None) -> None:
         return
     cands = [candidate_spans(f, model.attrs["max_span_tokens"]) for f in feats]
     typing = model.get_ref("typing_probe")
+    for layer in typing.walk():
+        if layer.name == "scalar_mix":
+            layer.set_dim("nL", feats[0].hidden.shape[1], force=True)
     Xt = typing_inputs(model, feats)
     typing.initialize(X=Xt)
     Xs = span_inputs(model, feats, cands, typing.predict(Xt))

@@ -110,7 +110,7 @@ def document_to_doc(vocab: Vocab, sentences: list[Sentence]) -> Doc:
     entities; an I- tag that starts an entity counts as B-."""
     words = [word for sentence_words, _ in sentences for word in sentence_words]
     fixed = []
-    starts = []
+    starts: list[bool | int | None] = []
     for _, tags in sentences:
         for i, tag in enumerate(tags):
             if tag.startswith("I-") and (

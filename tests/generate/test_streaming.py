@@ -284,3 +284,14 @@ def test_live_printer_colours_entities():
     assert seen[1] == seen[2] == "Hi"  # entity-typed pieces are held back
     assert "Tim Cook" in seen[4] and "[PER]" in seen[4] and "\x1b[" in seen[4]
     assert out.getvalue().endswith("!\n")
+
+
+def test_streaming_with_a_scalar_mix_equals_batch(architecture):
+    cfg = {**SETTINGS[0], "model": {"typing_probe": {"scalar_mix": True}}}
+    nlp = tiny_pipeline(architecture, **cfg)
+    doc = forced_stream(nlp, TEXT)[-1].doc
+    batch = nlp(TEXT)
+    assert len(batch.ents) > 0 and ents(doc) == ents(batch)
+    assert doc.spans["ember"].attrs["scores"] == pytest.approx(
+        batch.spans["ember"].attrs["scores"], abs=1e-4
+    )

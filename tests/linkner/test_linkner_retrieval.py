@@ -148,3 +148,25 @@ def test_preceding_context_in_the_prompt(serve):
     assert user.startswith("Context: Rome won .") and "<<Milan>>" in user
     user = span_request(ent, labels, [FewShot("Roma lost", 0, 4, "ORG")], 0).messages[-1]
     assert "Context" not in user["content"]
+
+
+@pytest.mark.parametrize("n_words", [10, 199, 1000])
+def test_a_long_doc_without_sentences_is_shown_around_the_entity(n_words):
+    from spacy_ember.linkner.labels import LabelSet
+    from spacy_ember.linkner.routing import MAX_UNSPLIT_TOKENS, WINDOW_TOKENS, span_request
+
+    nlp = spacy.blank("en")
+    words = [f"w{i}" for i in range(n_words)]
+    words[n_words // 2] = "Milan"
+    doc = Doc(nlp.vocab, words=words)
+    ent = doc[n_words // 2 : n_words // 2 + 1]
+    labels = LabelSet.from_dict({"ORG": "a team", "LOC": "a place"}, "toy")
+    user = span_request(ent, labels, [], context_chars=50).messages[-1]["content"]
+    sentence = user.split("Sentence: ", 1)[1].split("\nSpan:")[0]
+    assert "<<Milan>>" in sentence
+    shown = len(sentence.split())
+    if n_words <= MAX_UNSPLIT_TOKENS:
+        assert shown == n_words and "Context" not in user
+    else:
+        assert shown == 2 * WINDOW_TOKENS + 1 and user.startswith("Context: ")
+        assert len(user.split("\n")[0]) <= len("Context: ") + 50

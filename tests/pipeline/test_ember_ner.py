@@ -255,12 +255,18 @@ def test_unknown_attn_transform():
 
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("depth", [0, 1, 2])
-def test_probe_predictor_equals_thinc_predict(normalize, depth):
+@pytest.mark.parametrize("scalar_mix", [False, True])
+def test_probe_predictor_equals_thinc_predict(normalize, depth, scalar_mix):
     """Streaming's plain-numpy probe inference is thinc's forward pass, number for number."""
-    probe = build_probe_mlp(width=16, depth=depth, dropout=0.2, normalize=normalize, nO=5)
+    probe = build_probe_mlp(
+        width=16, depth=depth, dropout=0.2, normalize=normalize, scalar_mix=scalar_mix, nO=5
+    )
     X = np.random.default_rng(depth).normal(size=(7, 12)).astype("float32") * 3 + 1
+    for layer in probe.walk():
+        if layer.name == "scalar_mix":
+            layer.set_dim("nL", 3)
     probe.initialize(X=X)
-    for param in ("W", "b", "G"):  # non-trivial LayerNorm and bias values
+    for param in ("W", "b", "G", "w", "gamma"):  # non-trivial values
         for layer in probe.walk():
             if layer.has_param(param):
                 shape = layer.get_param(param).shape
