@@ -8,7 +8,7 @@ import numpy as np
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .mix import mix_weights
+from .mix import mix_layers
 
 
 def probe_predictor(probe: Model[Floats2d, Floats2d]) -> Callable[[np.ndarray], np.ndarray]:
@@ -40,8 +40,7 @@ def probe_predictor(probe: Model[Floats2d, Floats2d]) -> Callable[[np.ndarray], 
 
 def _scalar_mix(X: np.ndarray, w: np.ndarray, gamma: np.ndarray, n_layers: int) -> np.ndarray:
     """The scalar mix's forward pass (see mix.py) on numpy arrays."""
-    X3 = X.reshape(len(X), n_layers, -1)
-    return (gamma[0] * np.einsum("l,nld->nd", mix_weights(w), X3)).astype("float32")
+    return (gamma[0] * mix_layers(X, w, n_layers)[2]).astype("float32")
 
 
 def _layer_norm(X: np.ndarray, G: np.ndarray, b: np.ndarray) -> np.ndarray:

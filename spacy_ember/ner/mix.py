@@ -27,17 +27,23 @@ def mix_weights(w: Any) -> Any:
     return e / e.sum()
 
 
-def scalar_mix_forward(model: Model, X_: Floats2d, is_train: bool):
-    X: Any = X_
-    xp, n_layers = model.ops.xp, model.get_dim("nL")
+def mix_layers(X: Any, w: Any, n_layers: int) -> tuple[Any, Any, Any]:
+    """X (n, layers * width) as (n, layers, width), the layer weights softmax(w), and
+    their weighted sum (n, width), before gamma (numpy or cupy, as X)."""
     if X.shape[1] % n_layers:
         raise ValueError(
             f"scalar_mix was initialised for {n_layers} layers, but {X.shape[1]} input "
             "columns do not split into them; use the causal_lm layers it was trained with."
         )
     X3 = X.reshape(len(X), n_layers, -1)
-    s, gamma = mix_weights(model.get_param("w")), model.get_param("gamma")[0]
-    mixed = xp.einsum("l,nld->nd", s, X3)
+    s = mix_weights(w)
+    return X3, s, get_array_module(X).einsum("l,nld->nd", s, X3)
+
+
+def scalar_mix_forward(model: Model, X: Floats2d, is_train: bool):
+    xp = model.ops.xp
+    X3, s, mixed = mix_layers(X, model.get_param("w"), model.get_dim("nL"))
+    gamma = model.get_param("gamma")[0]
 
     def backprop(dY: Any) -> Floats2d:
         model.inc_grad("gamma", xp.asarray([(dY * mixed).sum()], dtype="float32"))

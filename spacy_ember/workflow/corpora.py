@@ -136,11 +136,11 @@ def convert(
     from spacy.tokens import DocBin
     from tqdm import tqdm
 
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, got '{unit}'.")
     db = DocBin(store_user_data=False)
     counts: dict = {"docs": 0, "sentences": 0, "tokens": 0, "entities": Counter()}
     lines = sum(1 for _ in Path(input_path).open(encoding="utf8"))
-    if unit not in UNITS:
-        raise ValueError(f"unit must be one of {', '.join(UNITS)}, got '{unit}'.")
     if unit == "documents":
         groups = read_documents(input_path)
     else:
