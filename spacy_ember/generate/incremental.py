@@ -61,6 +61,7 @@ class EntityChange:
     label: str
     score: float
     added: bool
+    label_probs: np.ndarray  # (n_labels,) the typing distribution the label is the argmax of
 
 
 class IncrementalNER:
@@ -217,7 +218,7 @@ class IncrementalNER:
 
     def _change(self, ent: Entity, added: bool) -> EntityChange:
         label = self.labels[int(np.argmax(ent.label_probs))]
-        return EntityChange(ent.start, ent.end, label, ent.score, added)
+        return EntityChange(ent.start, ent.end, label, ent.score, added, ent.label_probs)
 
     def to_doc(self) -> Doc:
         """The text as a Doc with the selected entities, annotated as `ember_ner` would."""

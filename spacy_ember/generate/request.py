@@ -2,7 +2,7 @@
 the LM runs, and the tokens and flag that stop it."""
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from spacy.language import Language
@@ -17,9 +17,13 @@ def extractor_of(nlp: Language, component: str) -> FeatureExtractor:
     return nlp.get_pipe(component).upstream(nlp).extractor  # type: ignore[attr-defined]
 
 
-def prompt_ids(nlp: Language, prompt: str, chat: bool | None, component: str) -> list[int]:
+Prompt = str | Sequence[Mapping[str, str]]  # a text, or chat messages (role, content)
+
+
+def prompt_ids(nlp: Language, prompt: Prompt, chat: bool | None, component: str) -> list[int]:
     """Token ids the LM starts from: the chat template if there is one (or chat=True),
-    else the start token and the raw prompt, as in batch mode."""
+    else the start token and the raw prompt, as in batch mode. A list of chat messages
+    goes through the template as it is; without one, their contents are the raw prompt."""
     extractor = extractor_of(nlp, component)
     tokenizer = extractor.lm.tokenizer
     has_template = bool(getattr(tokenizer, "chat_template", None))
@@ -28,12 +32,17 @@ def prompt_ids(nlp: Language, prompt: str, chat: bool | None, component: str) ->
             f"The tokenizer of '{extractor.lm.name}' has no chat template; use chat=False "
             "(the raw prompt is continued)."
         )
+    messages = (
+        [{"role": "user", "content": prompt}]
+        if isinstance(prompt, str)
+        else [dict(m) for m in prompt]
+    )
     if chat or (chat is None and has_template):
-        messages = [{"role": "user", "content": prompt}]
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         ids = ids["input_ids"] if isinstance(ids, Mapping) else ids
         return [int(i) for i in ids]  # type: ignore[arg-type, union-attr]
-    raw = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    text = "\n\n".join(m["content"] for m in messages)
+    raw = tokenizer(text, add_special_tokens=False)["input_ids"]
     return [extractor.start_token_id, *raw]
 
 

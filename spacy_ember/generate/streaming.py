@@ -7,6 +7,7 @@ arrives, "retract" if a later overlapping span scores higher, and a final "end" 
 whose `doc` holds the generated text with its entities. Batch size 1.
 """
 
+import inspect
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -22,8 +23,16 @@ from transformers.generation.streamers import BaseStreamer
 
 from ..lm.taps import LMTaps
 from .incremental import EntityChange, IncrementalNER
-from .request import StopFlag, check_request, prompt_ids, stop_ids
+from .request import Prompt, StopFlag, check_request, prompt_ids, stop_ids
 from .settings import GenerationSettings
+
+
+def cache_argument(decoder: torch.nn.Module) -> str:
+    """The forward argument taking the KV cache: `cache` (transformers >= 5.2x), before
+    that `past_key_values` (deprecated since)."""
+    params = inspect.signature(decoder.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
 
 # Fewest earlier pieces decoded with each new one to find its text (see add_token).
 DECODE_WINDOW = 8
@@ -35,7 +44,7 @@ class StreamEvent:
 
     token: `text` is the piece, `token_id` its id, `label` its typing-probe label ("O"
     if none; None for a final piece the LM never read). entity / retract: the span, its
-    label and score.
+    label, score and `label_probs` (the typing distribution over the component's labels).
     end: `doc` is the generated text as a Doc with entities (doc.ents, doc.spans).
     """
 
@@ -47,6 +56,7 @@ class StreamEvent:
     score: float | None = None
     token_id: int | None = None
     doc: Doc | None = field(default=None, repr=False)
+    label_probs: np.ndarray | None = field(default=None, repr=False)
 
 
 class _EntityStreamer(BaseStreamer):
@@ -142,9 +152,11 @@ class _StreamRun:
         for c in changes:
             kind = "entity" if c.added else "retract"
             text = self.text[c.start_char : c.end_char]
-            self.emit(StreamEvent(kind, text, c.start_char, c.end_char, c.label, c.score))
+            event = StreamEvent(kind, text, c.start_char, c.end_char, c.label, c.score)
+            event.label_probs = c.label_probs
+            self.emit(event)
 
-    def finish(self, past_key_values) -> Doc:
+    def finish(self, cache) -> Doc:
         """Close spans still open: read the last piece if the LM never read it (generation
         stopped at max_new_tokens), then the end-of-text lookahead.
 
@@ -154,15 +166,16 @@ class _StreamRun:
         """
         self.ner.text = self.text
         unread = self._unread() > 0
-        if past_key_values is not None and (unread or self.ner.lookahead_can_close()):
+        if cache is not None and (unread or self.ner.lookahead_can_close()):
             feed = [self.ids[-1]] if unread else []
             feed.append(self.extractor.lookahead_token_id)
             self.taps.recorder.active = True
+            decoder = self.lm.model.base_model
             with torch.no_grad():
-                self.lm.model.base_model(
+                decoder(
                     input_ids=torch.tensor([feed], device=self.lm.device),
-                    past_key_values=past_key_values,
                     use_cache=True,
+                    **{cache_argument(decoder): cache},
                 )
             self._read_rows(self.taps.hidden(), self.taps.band())
         for k in range(len(self.ner.offsets), len(self.ranges)):
@@ -177,14 +190,15 @@ class _StreamRun:
 
 def generate_with_entities(
     nlp: Language,
-    prompt: str,
+    prompt: Prompt,
     emit: Callable[[StreamEvent], None],
     settings: GenerationSettings | None = None,
     component: str = "ember_ner",
     stop: threading.Event | None = None,
     **generate_kwargs,
 ) -> Doc:
-    """Generate from `prompt`, calling `emit` with each event; returns the finished Doc.
+    """Generate from `prompt` (a text or chat messages), calling `emit` with each event;
+    returns the finished Doc.
 
     generate_kwargs: passed on to transformers' `generate` (e.g. repetition_penalty,
         logits_processor).
@@ -220,7 +234,7 @@ def generate_with_entities(
                 **sampling,
                 **generate_kwargs,
             )
-        return run.finish(out.past_key_values)
+        return run.finish(getattr(out, "cache", None) or getattr(out, "past_key_values", None))
 
 
 _DEFAULTS = GenerationSettings()  # stream()'s keyword defaults

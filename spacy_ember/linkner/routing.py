@@ -50,6 +50,24 @@ def span_request(
     return Request(messages, labels, allow_none=True)
 
 
+def routed_label(
+    answer: Answer,
+    local: np.ndarray,
+    local_label: str,
+    labels: Sequence[str],
+    fuse_weight: float | None,
+    remove_none: bool,
+) -> str | None:
+    """A routed entity's label after the LLM's answer (see fusion.py); None: drop it
+    (NONE with `remove_none`). A failed call, or NONE without it, keeps the local label."""
+    if answer.label is None:
+        return local_label
+    label = decide(local, answer.label, answer.label_scores, fuse_weight, labels)
+    if label == NONE_LABEL:
+        return None if remove_none else local_label
+    return label
+
+
 def apply_answers(
     doc: Doc,
     answers: Sequence[tuple[int, Answer]],
@@ -65,14 +83,10 @@ def apply_answers(
     for i, answer in answers:
         ent = ents[i]
         ent._.llm_label, ent._.llm_error = answer.label, answer.error
-        if answer.label is None:  # the call failed: keep the local label
-            continue
-        label = decide(local[i], answer.label, answer.label_scores, fuse_weight, labels)
-        if label == NONE_LABEL:
-            if remove_none:
-                drop.add(i)
-            continue
-        if label != ent.label_:
+        label = routed_label(answer, local[i], ent.label_, labels, fuse_weight, remove_none)
+        if label is None:
+            drop.add(i)
+        elif label != ent.label_:
             ents[i] = Span(doc, ent.start, ent.end, label=label)
     kept = [e for i, e in enumerate(ents) if i not in drop]
     meta = [tuple(getattr(e._, attr) for attr in SPAN_ATTRS) for e in kept]
