@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: corpora and scoring with the package's code."""
 
 import os
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,3 +33,12 @@ def load_conll(split: str, vocab: Vocab, limit: int = 0) -> list[Doc]:
 def ents_f(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict:
     """spaCy's entity scores of predicted docs against gold docs."""
     return Scorer.score_spans([Example(p, g) for p, g in zip(predicted, gold)], "ents")
+
+
+def git_commit() -> str:
+    """The checkout's short commit id, recorded in each result file."""
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
+    )
+    return run.stdout.strip()

@@ -58,7 +58,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import CONLL  # the corpora's location, shared by the benchmarks
+from common import CONLL, git_commit  # the corpora's location, shared by the benchmarks
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -601,9 +601,7 @@ def main() -> None:
         total_ram = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:
         total_ram = None
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    commit = git_commit()
     report = {
         "command": "python " + shlex.join(["benchmarks/memory_throughput.py", *sys.argv[1:]]),
         "commit": commit,

@@ -34,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
+from common import git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
@@ -150,6 +151,16 @@ async def run_clients(base_url: str, clients: int, duration: float, max_tokens: 
     return results, errors, time.perf_counter() - started
 
 
+def compare(results: list[dict], batch: dict) -> tuple[int, list[dict]]:
+    """How many streams' entities differ from `batch[prompt, text]`, and 3 examples."""
+    differ = [r for r in results if r["entities"] != batch[r["prompt"], r["text"]]]
+    examples = [
+        {"text": r["text"], "stream": r["entities"], "batch": batch[r["prompt"], r["text"]]}
+        for r in differ[:3]
+    ]
+    return len(differ), examples
+
+
 def quantiles(values: list[float]) -> dict:
     values = sorted(v for v in values if v is not None)
     if not values:
@@ -199,12 +210,10 @@ def main() -> None:
     texts = {(r["prompt"], r["text"]) for r in results}
     same_input = {key: batch_entities(nlp, *key) for key in texts}
     answer_only = {key: ents(nlp(key[1])) for key in texts}
-    mismatched = [r for r in results if r["entities"] != same_input[r["prompt"], r["text"]]]
-    differ_alone = [r for r in results if r["entities"] != answer_only[r["prompt"], r["text"]]]
+    mismatches, mismatch_examples = compare(results, same_input)
+    differ_alone, differ_examples = compare(results, answer_only)
     tokens = sum(r["tokens"] for r in results)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    commit = git_commit()
     report = {
         "command": "python " + shlex.join(["benchmarks/serve_load.py", *sys.argv[1:]]),
         "commit": commit,
@@ -220,24 +229,10 @@ def main() -> None:
         "errors": len(errors),
         "error_messages": errors[:10],
         "entities_delivered": sum(len(r["entities"]) for r in results),
-        "entity_mismatches": len(mismatched),
-        "mismatch_examples": [
-            {
-                "text": r["text"],
-                "stream": r["entities"],
-                "batch": same_input[r["prompt"], r["text"]],
-            }
-            for r in mismatched[:3]
-        ],
-        "answer_alone_differs": len(differ_alone),
-        "answer_alone_examples": [
-            {
-                "text": r["text"],
-                "stream": r["entities"],
-                "batch": answer_only[r["prompt"], r["text"]],
-            }
-            for r in differ_alone[:3]
-        ],
+        "entity_mismatches": mismatches,
+        "mismatch_examples": mismatch_examples,
+        "answer_alone_differs": differ_alone,
+        "answer_alone_examples": differ_examples,
         "server_peak_rss_mb": peak,
         "example": {k: results[0][k] for k in ("prompt", "text", "entities")} if results else None,
         "machine": {

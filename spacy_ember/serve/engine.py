@@ -15,7 +15,8 @@ from spacy.language import Language
 from ..generate.request import check_request, prompt_ids
 from ..generate.settings import GenerationSettings
 from ..generate.streaming import StreamEvent, generate_with_entities
-from .events import StreamState, entity_json, span_json
+from ..pipeline.records import doc_records
+from .events import StreamState, entity_json
 from .gate import LMGate, Ticket
 from .routing import StreamRouting, find_router
 from .schemas import ChatRequest
@@ -229,7 +230,7 @@ class Engine:
             docs = await anyio.to_thread.run_sync(
                 lambda: list(self.nlp.pipe(texts, batch_size=size))
             )
-        return [[span_json(e) for e in doc.ents] for doc in docs]
+        return [doc_records(doc) for doc in docs]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -8,28 +8,22 @@ events in order gives the finished text's entities.
 
 import warnings
 from collections import deque
-from typing import Any
 
 from spacy.tokens import Doc, Span
 
-from ..linkner.routing import SPAN_ATTRS
+from ..pipeline.records import entity_record, span_record
 
 REPLACEMENT = "\ufffd"  # what a piece decodes to while its character is incomplete
 
 
 def entity_json(kind: str, start: int, end: int, text: str, label: str, score, **extra) -> dict:
     """One entity event (score None: not from ember_ner)."""
-    item: dict[str, Any] = {"type": kind, "start_char": start, "end_char": end, "text": text}
-    item.update(label=label, score=None if score is None else round(float(score), 4), **extra)
-    return item
+    return {"type": kind, **entity_record(start, end, text, label, score, **extra)}
 
 
 def span_json(span: Span, kind: str = "entity") -> dict:
-    """An entity of a Doc, with the router's fields when linkner_router set them."""
-    extra = {a: getattr(span._, a) for a in SPAN_ATTRS if getattr(span._, a) is not None}
-    return entity_json(
-        kind, span.start_char, span.end_char, span.text, span.label_, span._.ember_score, **extra
-    )
+    """An entity of a Doc as an event, with the router's fields when it set them."""
+    return {"type": kind, **span_record(span)}
 
 
 class LiveEntities:

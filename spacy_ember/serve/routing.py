@@ -48,6 +48,7 @@ class StreamRouting:
         self.nlp, self.router, self.pool, self.emit = nlp, router, pool, emit
         self.text = ""
         self.pending: list[Future] = []
+        self.considered: set[tuple[int, int]] = set()  # entities scored so far
 
     @property
     def mid_stream(self) -> bool:
@@ -68,8 +69,15 @@ class StreamRouting:
         return self._consider(doc.ents[0], event.start_char, event.end_char)
 
     def finish(self, doc: Doc) -> None:
-        """Route the finished text's entities where the method needs its LM features."""
-        if self.mid_stream or not doc.ents:
+        """Route the finished text's entities never announced mid-stream (the finished
+        text can tokenise differently from its prefixes), or all of them where the
+        method needs the LM features of the whole text."""
+        if self.mid_stream:
+            for ent in doc.ents:
+                if (ent.start_char, ent.end_char) not in self.considered:
+                    self._consider(ent, ent.start_char, ent.end_char)
+            return
+        if not doc.ents:
             return
         lm = next(p for _, p in self.nlp.pipeline if isinstance(p, CausalLM))
         doc = lm(doc)
@@ -78,6 +86,7 @@ class StreamRouting:
         doc._.ember_lm = None
 
     def _consider(self, ent: Span, start: int, end: int) -> dict:
+        self.considered.add((start, end))
         i = list(ent.doc.ents).index(ent)
         u = self.router.uncertainties(ent.doc)[i]
         routed = self.router.is_routed(ent.label_, u)
