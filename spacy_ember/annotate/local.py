@@ -14,6 +14,18 @@ from .outputs import Manifest, errors_name, shard_name, write_jsonl, write_shard
 from .records import annotate_rows, error_record, output_record
 
 
+def pipeline_overrides(feature_cache: bool = False, llm_cache: Path | None = None) -> dict:
+    """Config overrides for loading the pipeline: no feature cache by default (a
+    one-pass job never reads a text's features twice; a disk cache would fill with
+    them), and linkner_router's response cache in `llm_cache`, shared by workers."""
+    components: dict = {}
+    if not feature_cache:
+        components["causal_lm"] = {"model": {"cache": None}}
+    if llm_cache is not None:
+        components["linkner_router"] = {"cache_dir": str(Path(llm_cache).resolve())}
+    return {"components": components} if components else {}
+
+
 @dataclass(frozen=True)
 class AnnotateSettings:
     """How a job reads and writes; each default written once (the CLI reads them)."""

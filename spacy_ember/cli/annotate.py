@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from ..annotate.local import AnnotateSettings
+from ..annotate.local import AnnotateSettings, pipeline_overrides
 from ..annotate.outputs import OUTPUT_FORMATS
 from .app import app
 
@@ -33,6 +33,9 @@ def annotate(
     llm_cache: Path = typer.Option(
         None, help="linkner_router's response cache, a folder every worker can reach"
     ),
+    feature_cache: bool = typer.Option(
+        False, help="Keep the pipeline's LM feature cache (off: one pass never reuses it)"
+    ),
 ) -> None:
     """Annotate every row of SOURCE into OUT_DIR; a re-run resumes after the last shard."""
     from tqdm import tqdm
@@ -50,9 +53,7 @@ def annotate(
         )
         raise typer.Exit(1)
     settings = AnnotateSettings(text_field, id_field or None, shard_size, batch_size, output_format)
-    overrides = {}
-    if llm_cache is not None:
-        overrides = {"components": {"linkner_router": {"cache_dir": str(llm_cache.resolve())}}}
+    overrides = pipeline_overrides(feature_cache, llm_cache)
     try:
         job = job_description(model, source, settings.__dict__)
         with tqdm(unit="row", desc="annotate") as bar:
