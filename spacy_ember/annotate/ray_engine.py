@@ -141,7 +141,7 @@ def annotate_ray(
                     "settings": settings.__dict__,
                 },
                 batch_size=1,  # one shard per call: each is written as it finishes
-                concurrency=workers,
+                compute=ray.data.ActorPoolStrategy(size=workers),
                 num_gpus=gpus_per_worker,
                 num_cpus=cpus_per_worker,
                 max_restarts=-1,  # a dead worker's actor is restarted ...
