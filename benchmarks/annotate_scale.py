@@ -13,7 +13,6 @@ text runs through the LM.
 import argparse
 import json
 import os
-import platform
 import shlex
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import spacy  # noqa: E402
-from common import git_commit, load_conll  # noqa: E402
+from common import git_commit, load_conll, machine_info, write_report  # noqa: E402
 
 from spacy_ember.annotate.local import (  # noqa: E402
     AnnotateSettings,
@@ -133,26 +132,17 @@ def main() -> None:
         "mismatches": sum(mismatches(local, out) for k, out in outputs.items() if k != "local"),
         "resume_killed_after_shards": killed_after,
         "resume_ok": killed_after < n_shards and resumed == local,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads_local": "torch default (all cores)",
-            "ray_cpus_per_worker": {"ray_1": cpus, "ray_2": cpus / 2},
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(
+            torch_threads_local="torch default (all cores)",
+            ray_cpus_per_worker={"ray_1": cpus, "ray_2": cpus / 2},
+        ),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    for key in (
-        "seconds",
-        "words_per_s",
-        "ray_speedup_2_vs_1",
-        "records",
-        "mismatches",
-        "resume_ok",
-    ):
-        print(f"{key:>20}: {report[key]}")
-    print(f"wrote {args.output} (work files in {work})")
+    write_report(
+        report,
+        args.output,
+        ("seconds", "words_per_s", "ray_speedup_2_vs_1", "records", "mismatches", "resume_ok"),
+    )
+    print(f"work files in {work}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Helpers shared by the benchmark scripts: corpora and scoring with the package's code."""
 
+import json
 import os
+import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -42,3 +44,24 @@ def git_commit() -> str:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
     )
     return run.stdout.strip()
+
+
+def machine_info(**extra: object) -> dict:
+    """The machine a result came from (cores, platform, Python), plus the script's own facts."""
+    return {
+        "cpu_count": os.cpu_count(),
+        **extra,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def write_report(report: dict, output: Path, keys: Iterable[str]) -> None:
+    """Write a benchmark's JSON report and print its headline keys."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    keys = list(keys)
+    width = max(len(key) for key in keys)
+    for key in keys:
+        print(f"{key:>{width}}: {report[key]}")
+    print(f"wrote {output}")

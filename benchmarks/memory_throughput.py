@@ -50,7 +50,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -58,7 +57,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import CONLL, git_commit  # the corpora's location, shared by the benchmarks
+from common import CONLL, git_commit, machine_info  # shared by the benchmarks
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -609,20 +608,15 @@ def main() -> None:
         "lm": (doc_rows or pipe_rows or [{}])[0].get("lm"),
         "texts": info["texts"],
         "feature_cache": "disabled (components.causal_lm.model.cache = null)",
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else None,
-            "torch_default_threads": info["torch_default_threads"],
-            "threads_option": args.threads,
-            "total_ram_gb": total_ram,
-            "load_average_at_start": load_average,
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": info["torch"],
-        },
+        "machine": machine_info(
+            cpus_usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            torch_default_threads=info["torch_default_threads"],
+            threads_option=args.threads,
+            total_ram_gb=total_ram,
+            load_average_at_start=load_average,
+            load_average_at_end=[round(x, 2) for x in os.getloadavg()],
+            torch=info["torch"],
+        ),
         "doc_length": doc_rows,
         "doc_length_analysis": analyse_docs(doc_rows),
         "batch_size": pipe_rows,

@@ -19,9 +19,7 @@ Only one generation runs at a time (the LM gate), so time to first text grows wi
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import shlex
 import socket
 import statistics
@@ -34,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
-from common import git_commit  # noqa: E402
+from common import git_commit, machine_info, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
@@ -235,29 +233,23 @@ def main() -> None:
         "answer_alone_examples": differ_examples,
         "server_peak_rss_mb": peak,
         "example": {k: results[0][k] for k in ("prompt", "text", "entities")} if results else None,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "load_average_at_start": load_start,
-            "load_average_at_end": load_end,
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(load_average_at_start=load_start, load_average_at_end=load_end),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    for key in (
-        "requests",
-        "requests_per_s",
-        "tokens_per_s",
-        "time_to_first_text_s",
-        "time_per_token_s",
-        "errors",
-        "entities_delivered",
-        "entity_mismatches",
-        "server_peak_rss_mb",
-    ):
-        print(f"{key:>24}: {report[key]}")
-    print(f"wrote {args.output}")
+    write_report(
+        report,
+        args.output,
+        (
+            "requests",
+            "requests_per_s",
+            "tokens_per_s",
+            "time_to_first_text_s",
+            "time_per_token_s",
+            "errors",
+            "entities_delivered",
+            "entity_mismatches",
+            "server_peak_rss_mb",
+        ),
+    )
 
 
 if __name__ == "__main__":
