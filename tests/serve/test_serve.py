@@ -144,17 +144,22 @@ def slow_tokens(monkeypatch):
 def test_disconnect_stops_generation(server, slow_tokens):
     url, engine = server
     slow_tokens.set()
+    before = engine.records[-1] if engine.records else None
     body = {"messages": MESSAGES, "max_tokens": 200, "stream": True}
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as response:
-        lines = response.iter_lines()
-        assert next(lines).startswith("data:")
-        next(lines)
+        # Leave after the first generated text, not the role chunk (sent before the LM starts).
+        for line in response.iter_lines():
+            if line.startswith("data:") and json.loads(line[5:])["choices"][0]["delta"].get(
+                "content"
+            ):
+                break
     deadline = time.monotonic() + 10
     while stream_threads() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not stream_threads()
     record = engine.records[-1]
-    assert record.finish_reason is None and record.completion_tokens < 200
+    assert record is not before  # this request's generation started
+    assert record.finish_reason is None and 0 < record.completion_tokens < 200
     assert engine.gate.admitted == 0
 
 
