@@ -16,6 +16,7 @@ from .loaders import LoadedLM
 from .taps import LMTaps
 
 FEATURE_DTYPES = {"float16": np.float16, "float32": np.float32}
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def _one_thread_after_fork() -> None:
@@ -272,7 +273,27 @@ class FeatureExtractor:
         with LMTaps(self.lm.model, self.layers, self.attn_window) as taps:
             self.lm.model.base_model(input_ids=input_ids, attention_mask=mask, use_cache=False)
             hidden, band = taps.states(), taps.recorder.stacked()
+        self._check_range(hidden, mask)
         return (
-            hidden.float().cpu().numpy().astype(self.feature_dtype),
+            # Kept rows are in range (checked); clamping spares the dropped ones a warning.
+            hidden.float()
+            .clamp(-FLOAT16_MAX, FLOAT16_MAX)
+            .cpu()
+            .numpy()
+            .astype(self.feature_dtype),
             band.float().cpu().numpy().astype(self.feature_dtype),
         )
+
+    def _check_range(self, hidden: torch.Tensor, mask: torch.Tensor) -> None:
+        """Refuse hidden states that float16 storage would turn into inf. The start token
+        (an attention sink, far beyond float16 in Gemma-3) and padding are not kept."""
+        kept = hidden[:, 1:][mask[:, 1:].bool().to(hidden.device)]
+        if self.feature_dtype != np.float16 or not kept.numel():
+            return
+        peak = kept.abs().max().item()
+        if peak > FLOAT16_MAX:
+            raise ValueError(
+                f"The hidden states of '{self.lm.name}' at layers {self.layers} reach "
+                f"{peak:.3g}, beyond float16's range ({FLOAT16_MAX:.0f}), so float16 features "
+                'would be inf. Set feature_dtype = "float32" in [components.causal_lm.model].'
+            )
