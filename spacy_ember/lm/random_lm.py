@@ -6,7 +6,7 @@ import torch
 from spacy.util import registry
 from transformers import PreTrainedModel
 
-from .loaders import LoadedLM, freeze
+from .loaders import DTYPES, LoadedLM, freeze
 
 
 @registry.misc("spacy-ember.RandomCausalLM.v1")
@@ -19,11 +19,13 @@ def random_causal_lm(
     vocab_size: int = 400,
     max_positions: int = 256,
     seed: int = 0,
+    dtype: str = "float32",
 ) -> Callable[[], LoadedLM]:
     """A tiny randomly initialised Llama or GPT-2 with an in-process BPE tokenizer.
 
     For tests and smoke runs: built from a config in-process, never downloaded, and
     identical on every call with the same arguments (so a saved pipeline reloads it).
+    dtype: the weights' precision after building in float32 ("bfloat16", "float16").
     """
 
     def load() -> LoadedLM:
@@ -67,6 +69,6 @@ def random_causal_lm(
                     )
                 )
         name = f"random-{architecture}-{hidden_size}x{n_layers}x{n_heads}-{vocab_size}-s{seed}"
-        return freeze(model, tokenizer, name, torch.device("cpu"), torch.float32)
+        return freeze(model, tokenizer, name, torch.device("cpu"), DTYPES[dtype])
 
     return load

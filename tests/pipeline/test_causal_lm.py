@@ -271,3 +271,34 @@ def test_a_sentence_reads_its_document_before_it(lm_nlp):
     np.testing.assert_allclose(
         _sentence_hidden(docs[3], 0), _sentence_hidden(docs[2], 0), atol=1e-2
     )
+
+
+@pytest.mark.parametrize("feature_dtype", ["float16", "float32"])
+def test_hidden_states_beyond_float16_are_refused_not_stored_as_inf(feature_dtype):
+    nlp = spacy.blank("en")
+    lm = nlp.add_pipe("causal_lm", config=tiny_lm_config(feature_dtype=feature_dtype, cache=None))
+    model = lm.model.attrs["extractor"].lm.model
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(1e8)  # a residual stream like Gemma-3's
+    if feature_dtype == "float16":
+        with pytest.raises(ValueError, match='feature_dtype = "float32"'):
+            nlp("Angela Merkel met Tim Cook.")
+    else:
+        assert np.isfinite(nlp("Angela Merkel met Tim Cook.")._.ember_lm.raw.hidden).all()
+
+
+def test_bfloat16_features_are_close_to_float32_and_cached_apart():
+    text = "Angela Merkel met Tim Cook in Berlin."
+    features, keys = {}, {}
+    for dtype in ("float32", "bfloat16"):
+        config = tiny_lm_config(feature_dtype="float32")
+        config["model"]["loader"]["dtype"] = dtype
+        nlp = spacy.blank("en")
+        lm = nlp.add_pipe("causal_lm", config=config)
+        features[dtype] = nlp(text)._.ember_lm.raw
+        keys[dtype] = lm.model.attrs["extractor"].signature
+    assert keys["float32"] != keys["bfloat16"]
+    for part in ("hidden", "attn"):
+        a, b = getattr(features["float32"], part), getattr(features["bfloat16"], part)
+        assert a.shape == b.shape and not np.array_equal(a, b)  # bf16 really ran
+        np.testing.assert_allclose(b, a, atol=0.05 * np.abs(a).max(), rtol=0.05)
