@@ -129,6 +129,7 @@ def run_backbone(name: str, path: str, args: argparse.Namespace) -> dict:
         "dev_f": round(dev_f, 4),
         **row,
         "train_seconds": round(train_s),
+        "commit": git_commit(),
     }
 
 
