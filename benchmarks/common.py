@@ -37,6 +37,11 @@ def ents_f(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict:
     return Scorer.score_spans([Example(p, g) for p, g in zip(predicted, gold)], "ents")
 
 
+def lm_tokens(tokenizer, texts: Sequence[str]) -> int:
+    """How many LM tokens the texts make (the unit of the benchmarks' ms/token)."""
+    return sum(len(ids) for ids in tokenizer(list(texts))["input_ids"])
+
+
 def git_commit() -> str:
     """The checkout's short commit id, recorded in each result file."""
     root = Path(__file__).resolve().parents[1]

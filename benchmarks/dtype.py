@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 
 import spacy
-from common import git_commit, machine_info, write_report
-from spacy.scorer import Scorer
+from common import ents_f, git_commit, lm_tokens, machine_info, write_report
 from spacy.tokens import DocBin
-from spacy.training import Example
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("float32", "bfloat16")
@@ -53,11 +51,10 @@ def main() -> None:
             docs = list(lm.pipe(docs, batch_size=args.batch_size))
             seconds[dtype].append(time.perf_counter() - t0)
             docs = list(nlp.get_pipe("ember_ner").pipe(docs))
-            examples = [Example(p, g) for p, g in zip(docs, gold)]
-            scores[dtype] = Scorer.score_spans(examples, "ents")["ents_f"]
+            scores[dtype] = ents_f(docs, gold)["ents_f"]
             print(dtype, f"{seconds[dtype][-1]:.1f}s", f"F1 {scores[dtype]:.4f}", flush=True)
     tokenizer = pipelines["float32"].get_pipe("causal_lm").model.attrs["extractor"].lm.tokenizer
-    pieces = sum(len(ids) for ids in tokenizer([g.text for g in gold])["input_ids"])
+    pieces = lm_tokens(tokenizer, [g.text for g in gold])
     ms = {dtype: 1000 * statistics.median(s) / pieces for dtype, s in seconds.items()}
     report = {
         "model": str(args.model),

@@ -22,14 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-from common import git_commit, machine_info, write_report
+from common import ents_f, git_commit, lm_tokens, machine_info, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "metrics" / "scaling.json"
 
 
 def layer_count(path: str) -> int:
-    """The backbone's number of decoder layers, read from its config (no weights)."""
+    """The backbone's number of decoder layers. Loads the LM once (converting a GGUF file
+    on first use, which training then reuses); it is freed before training starts."""
     from spacy_ember.lm.loaders import hf_causal_lm
 
     return hf_causal_lm(path)().model.config.num_hidden_layers
@@ -60,9 +61,7 @@ def train(name: str, path: str, layers: list[int], args: argparse.Namespace) -> 
 def evaluate(model: Path, test: Path, batch_size: int) -> dict:
     """Score all of test with the trained pipeline, timing causal_lm and ember_ner apart."""
     import spacy
-    from spacy.scorer import Scorer
     from spacy.tokens import DocBin
-    from spacy.training import Example
 
     nlp = spacy.load(model)
     lm, ner = nlp.get_pipe("causal_lm"), nlp.get_pipe("ember_ner")
@@ -82,8 +81,8 @@ def evaluate(model: Path, test: Path, batch_size: int) -> dict:
         batch = list(ner.pipe(batch, batch_size=batch_size))
         lm_s, ner_s = lm_s + t1 - t0, ner_s + time.perf_counter() - t1
         predicted.extend(batch)
-    pieces = sum(len(ids) for ids in loaded.tokenizer([d.text for d in docs])["input_ids"])
-    scores = Scorer.score_spans([Example(p, g) for p, g in zip(predicted, gold)], "ents")
+    pieces = lm_tokens(loaded.tokenizer, [d.text for d in docs])
+    scores = ents_f(predicted, gold)
     lm_params = sum(p.numel() for p in loaded.model.parameters())
     probe_params = sum(
         node.get_param(param).size
@@ -157,21 +156,21 @@ def main() -> None:
     if args.output.exists():  # one backbone at a time: earlier rows are kept
         report = json.loads(args.output.read_text())
     rows = {row["model"]: row for row in report.get("rows", [])}
+    protocol = {
+        "train_sentences": args.train,
+        "dev_sentences": args.dev,
+        "test_sentences": "all",
+        "max_steps": args.max_steps,
+        "eval_frequency": args.eval_frequency,
+        "depths": args.depths,
+        "config": "configs/ember.cfg",
+    }
     for spec in args.backbones:
         name, _, path = spec.partition("=")
         if not path:
             parser.error(f"'{spec}': give backbones as NAME=PATH")
         rows[name] = run_backbone(name, os.path.expanduser(path), args)
         print(json.dumps(rows[name]), flush=True)
-        protocol = {
-            "train_sentences": args.train,
-            "dev_sentences": args.dev,
-            "test_sentences": "all",
-            "max_steps": args.max_steps,
-            "eval_frequency": args.eval_frequency,
-            "depths": args.depths,
-            "config": "configs/ember.cfg",
-        }
         report = {
             "protocol": protocol,
             "rows": sorted(rows.values(), key=lambda row: row["params"]),

@@ -273,24 +273,21 @@ class FeatureExtractor:
         with LMTaps(self.lm.model, self.layers, self.attn_window) as taps:
             self.lm.model.base_model(input_ids=input_ids, attention_mask=mask, use_cache=False)
             hidden, band = taps.states(), taps.recorder.stacked()
-        self._check_range(hidden, mask)
-        return (
+        hidden = hidden.float()
+        if self.feature_dtype == np.float16:
+            self._check_float16_range(hidden, mask)
             # Kept rows are in range (checked); clamping spares the dropped ones a warning.
-            hidden.float()
-            .clamp(-FLOAT16_MAX, FLOAT16_MAX)
-            .cpu()
-            .numpy()
-            .astype(self.feature_dtype),
+            hidden = hidden.clamp(-FLOAT16_MAX, FLOAT16_MAX)
+        return (
+            hidden.cpu().numpy().astype(self.feature_dtype),
             band.float().cpu().numpy().astype(self.feature_dtype),
         )
 
-    def _check_range(self, hidden: torch.Tensor, mask: torch.Tensor) -> None:
+    def _check_float16_range(self, hidden: torch.Tensor, mask: torch.Tensor) -> None:
         """Refuse hidden states that float16 storage would turn into inf. The start token
         (an attention sink, far beyond float16 in Gemma-3) and padding are not kept."""
         kept = hidden[:, 1:][mask[:, 1:].bool().to(hidden.device)]
-        if self.feature_dtype != np.float16 or not kept.numel():
-            return
-        peak = kept.abs().max().item()
+        peak = kept.abs().max().item() if kept.numel() else 0.0
         if peak > FLOAT16_MAX:
             raise ValueError(
                 f"The hidden states of '{self.lm.name}' at layers {self.layers} reach "

@@ -27,8 +27,8 @@ def test_packaged_backbone_loads_and_reads(name):
         pytest.skip(str(err))
     model_type, n_layers, heads, layers = SHAPES[name]
     nlp = spacy.blank("en")
-    config = {"model": {"layers": layers, "cache": None, "loader": {"name": str(path)}}}
-    lm = nlp.add_pipe("causal_lm", config=config)
+    lm_config = {"model": {"layers": layers, "cache": None, "loader": {"name": str(path)}}}
+    lm = nlp.add_pipe("causal_lm", config=lm_config)
     text = "Angela Merkel met Tim Cook in Berlin."
     features = nlp(text)._.ember_lm
     loaded = lm.model.attrs["extractor"].lm
