@@ -5,7 +5,7 @@ from functools import partial
 from typing import cast
 
 import numpy as np
-from thinc.api import Model
+from thinc.api import Model, NumpyOps
 from thinc.types import Floats2d
 
 from .mix import mix_layers
@@ -51,9 +51,15 @@ def _layer_norm(X: np.ndarray, G: np.ndarray, b: np.ndarray) -> np.ndarray:
     return centred * var ** (-1.0 / 2.0) * G + b
 
 
+# thinc's own CPU gemm (BLIS, single-threaded), as its Linear and Relu layers use. Not
+# numpy's `@`: its OpenBLAS threads spin after each call, and between two generation
+# steps they take the cores from the LM's next forward pass (several times its time).
+_CPU_OPS = NumpyOps()
+
+
 def _affine(X: np.ndarray, W: np.ndarray, b: np.ndarray, relu: bool) -> np.ndarray:
     """thinc's Linear (relu=False) and Relu layers: X @ W.T + b."""
-    Y = X @ W.T + b
+    Y = _CPU_OPS.gemm(X.astype("float32", copy=False), W, trans2=True) + b
     return np.maximum(Y, 0) if relu else Y
 
 
