@@ -40,11 +40,13 @@ def case_example(nlp: Language, example: Example, case: str) -> Example:
 
 @registry.augmenters("spacy-ember.case_variants.v1")
 def create_case_augmenter(
-    lower: float = 0.0, upper: float = 0.0
+    lower: float = 0.0, upper: float = 0.0, seed: int = 0
 ) -> Callable[[Language, Example], Iterator[Example]]:
-    """Replace each training example by its lower-cased copy with probability `lower`,
-    by its upper-cased copy with probability `upper` (spaCy's seed decides). The feature
-    cache keys on the text, so each variant's LM features are computed once."""
+    """Replace a share `lower` of the training examples by their lower-cased copy and a
+    share `upper` by their upper-cased copy. Which ones is drawn once per text (from
+    `seed` and the text), not per epoch: every epoch sees the same variants, so the
+    feature cache computes the LM features of each training text once, as without
+    augmentation, instead of ending up with all three cases of every text."""
     for name, rate in (("lower", lower), ("upper", upper)):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be a probability in [0, 1], got {rate}.")
@@ -52,7 +54,10 @@ def create_case_augmenter(
         raise ValueError(f"lower + upper must be at most 1, got {lower + upper}.")
 
     def augment(nlp: Language, example: Example) -> Iterator[Example]:
-        draw = random.random()
+        if not lower and not upper:
+            yield example
+            return
+        draw = random.Random(f"{seed}\n{example.reference.text}").random()
         if draw < lower:
             yield case_example(nlp, example, "lower")
         elif draw < lower + upper:

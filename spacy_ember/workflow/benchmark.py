@@ -17,7 +17,8 @@ def pipeline_throughput(
     repeats: int = 3,
     batch_size: int = 64,
 ) -> dict:
-    """Words/s of the pipeline with and without `component`, interleaved in one run.
+    """Words/s of the pipeline with and without `component`, interleaved in one run (the
+    order alternates per round).
 
     The LM runs every time (its feature cache is off, and restored after), so the ratio is what
     the component costs on top of the LM forward pass. Medians over `repeats` rounds.
@@ -28,8 +29,10 @@ def pipeline_throughput(
         list(nlp.pipe(texts[:batch_size], batch_size=batch_size))  # load the LM, warm up
         n_words = sum(len(nlp.make_doc(text)) for text in texts)
         seconds: dict[str, list[float]] = {"with": [], "without": []}
-        for _ in range(repeats):
-            for mode in seconds:
+        for round_ in range(repeats):
+            # Alternate which goes first: the second run of a round finds the caches and
+            # thread pools the first one warmed, which would favour one side every time.
+            for mode in sorted(seconds, reverse=bool(round_ % 2)):
                 disabled = [component] if mode == "without" else []
                 with nlp.select_pipes(disable=disabled):
                     start = time.perf_counter()

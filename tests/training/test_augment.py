@@ -72,6 +72,18 @@ def test_variants_reach_the_lm_under_their_own_cache_keys(case):
     assert all(extractor.cache.get(key) is not None for key in keys)
 
 
+def test_each_text_keeps_its_variant_across_epochs():
+    nlp = spacy.blank("en")
+    examples = [Example.from_dict(nlp.make_doc(f"Text number {i} ."), {}) for i in range(200)]
+    augment = registry.augmenters.get("spacy-ember.case_variants.v1")(lower=0.3, upper=0.3)
+    epochs = [[v.text for e in examples for v in augment(nlp, e)] for _ in range(2)]
+    assert epochs[0] == epochs[1]  # one variant per text: its features are cached once
+    kinds = [("lower" if t.islower() else "upper" if t.isupper() else "as is") for t in epochs[0]]
+    assert 40 <= kinds.count("lower") <= 80 and 40 <= kinds.count("upper") <= 80
+    other_seed = registry.augmenters.get("spacy-ember.case_variants.v1")(0.3, 0.3, seed=1)
+    assert [v.text for e in examples for v in other_seed(nlp, e)] != epochs[0]
+
+
 def test_no_rates_leave_examples_unchanged():
     nlp = spacy.blank("en")
     augment = registry.augmenters.get("spacy-ember.case_variants.v1")()
