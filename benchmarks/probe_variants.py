@@ -1,16 +1,13 @@
-"""Probe variants and document context on one backbone, on one subset protocol: concatenated
+"""Probe variants on one backbone, on one subset protocol, chosen on dev: concatenated
 layers against a scalar mix of two or of six layers, wider probes, longer training, a
-span-probe input transform, and the same sentences read as documents or alone.
+span-probe input transform, and case-variant rates (0, 0.15, 0.3 each of lower/upper).
 
-    python benchmarks/probe_variants.py gemma3-270m --documents corpus-documents \
-        --sentences corpus-sentences --train 300 --dev 60 --case 0.15 \
-        --test concat-2 concat-2-sentences
+    python benchmarks/probe_variants.py gemma3-270m --corpus corpus --train 300 --dev 60
 
 Each variant is `spacy train` of configs/ember.cfg with a few overrides, on the same
-first N train documents and dev documents (a sentence variant gets exactly their
-sentences), steps and seed; its dev F1 is the best checkpoint's. Variants named by
---test are also tuned on all of dev and scored on all of dev and test (one read each),
-as the document-context comparison asks. The feature cache's cost is measured on real
+first N train and dev documents, steps and seed; its dev F1 is the best checkpoint's
+(dev only: test is never read here), and for the case variants also its dev F1 with
+the dev subset lower- and upper-cased. The feature cache's cost is measured on real
 features: bytes per LM token of what `causal_lm` stores, times LM tokens per sentence.
 """
 
@@ -26,13 +23,11 @@ from common import git_commit, lm_tokens, machine_info, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "metrics" / "probe-variants.json"
-TWO = [5, 10]  # Gemma-3-270M's layers at depths 0.27 and 0.53 of 18 (as metrics/scaling.json)
-SIX = [3, 5, 7, 9, 11, 13]
+SIX = [3, 5, 7, 9, 11, 13]  # the config reads Gemma-3-270M's layers 5 and 10 (of 18)
 
 VARIANTS: dict[str, dict[str, object]] = {
-    "concat-2": {"components.causal_lm.model.layers": TWO},
+    "concat-2": {},  # configs/ember.cfg as shipped
     "mix-2": {
-        "components.causal_lm.model.layers": TWO,
         "components.ember_ner.model.typing_probe.scalar_mix": True,
     },
     "mix-6": {
@@ -40,38 +35,17 @@ VARIANTS: dict[str, dict[str, object]] = {
         "components.ember_ner.model.typing_probe.scalar_mix": True,
     },
     "concat-2-wide": {
-        "components.causal_lm.model.layers": TWO,
         "components.ember_ner.model.typing_probe.width": 512,
         "components.ember_ner.model.span_probe.width": 512,
     },
-    "concat-2-longer": {"components.causal_lm.model.layers": TWO, "@steps": 2},
-    "concat-2-sentences": {"components.causal_lm.model.layers": TWO, "@unit": "sentences"},
+    "concat-2-longer": {"@steps": 2},
+    "case-0": {"@case": 0.0},
+    "case-0.3": {"@case": 0.3},
     "concat-2-sqrt-attn": {
-        "components.causal_lm.model.layers": TWO,
         "components.ember_ner.model.attn_transform": "sqrt",
     },
 }
-
-
-def sentences_in(path: Path, docs: int) -> int:
-    """How many sentences the first `docs` docs of a .spacy file hold."""
-    from spacy.tokens import DocBin
-    from spacy.vocab import Vocab
-
-    corpus = DocBin().from_disk(path).get_docs(Vocab())
-    return sum(len(list(doc.sents)) for _, doc in zip(range(docs), corpus))
-
-
-def corpus_and_limits(overrides: dict[str, object], args: argparse.Namespace) -> tuple:
-    """The variant's corpus folder and its train/dev limits (the same sentences either way)."""
-    if overrides.get("@unit") != "sentences":
-        return args.documents, args.train, args.dev
-    documents = args.documents
-    return (
-        args.sentences,
-        sentences_in(documents / "conll2003-train.spacy", args.train),
-        sentences_in(documents / "conll2003-dev.spacy", args.dev),
-    )
+CASE_VARIANTS = ("concat-2", "case-0", "case-0.3")  # also scored lower- and upper-cased
 
 
 def run(*command: str) -> None:
@@ -82,7 +56,8 @@ def run(*command: str) -> None:
 def train(name: str, overrides: dict[str, object], args: argparse.Namespace) -> Path:
     """`spacy train` of the shared config with this variant's overrides."""
     output = args.training / name
-    corpus, train_limit, dev_limit = corpus_and_limits(overrides, args)
+    corpus = args.corpus
+    case = str(overrides.get("@case", args.case))
     steps = args.max_steps * int(overrides.get("@steps", 1))  # type: ignore[call-overload]
     command = [
         sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ember.cfg"),
@@ -91,11 +66,10 @@ def train(name: str, overrides: dict[str, object], args: argparse.Namespace) -> 
         "--paths.dev", str(corpus / "conll2003-dev.spacy"),
         "--paths.model", args.model,
         "--paths.feature_cache", str(args.feature_cache),
-        "--components.causal_lm.model.feature_dtype", args.feature_dtype,
-        "--corpora.train.limit", str(train_limit),
-        "--corpora.dev.limit", str(dev_limit),
-        "--corpora.train.augmenter.lower", str(args.case),
-        "--corpora.train.augmenter.upper", str(args.case),
+        "--corpora.train.limit", str(args.train),
+        "--corpora.dev.limit", str(args.dev),
+        "--corpora.train.augmenter.lower", case,
+        "--corpora.train.augmenter.upper", case,
         "--training.max_steps", str(steps),
         "--training.eval_frequency", str(args.eval_frequency),
         "--training.logger.progress_bar", "false",
@@ -107,20 +81,17 @@ def train(name: str, overrides: dict[str, object], args: argparse.Namespace) -> 
     return output / "model-best"
 
 
-def tune_and_test(name: str, best: Path, overrides: dict, args: argparse.Namespace) -> dict:
-    """Decoding tuned on all of dev, then spaCy's scores on all of dev and test."""
-    corpus = corpus_and_limits(overrides, args)[0]
-    tuned = args.training / name / "model-tuned"
-    module = [sys.executable, "-m"]
-    run(*module, "spacy_ember", "tune-decoding", str(best), str(corpus / "conll2003-dev.spacy"),
-        "--output", str(tuned))  # fmt: skip
-    scores = {}
-    for split in ("dev", "test"):
-        out = args.training / name / f"{split}.json"
-        run(*module, "spacy", "evaluate", str(tuned), str(corpus / f"conll2003-{split}.spacy"),
-            "--output", str(out))  # fmt: skip
-        scores[f"tuned_{split}_f"] = round(json.loads(out.read_text())["ents_f"], 4)
-    return scores
+def dev_case_scores(model: Path, corpus: Path, limit: int) -> dict:
+    """Dev F1 of the best checkpoint on the dev subset as written, lower- and upper-cased."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    from spacy_ember.workflow.case import case_scores
+
+    nlp = spacy.load(model)
+    dev = list(DocBin().from_disk(corpus / "conll2003-dev.spacy").get_docs(nlp.vocab))[:limit]
+    scores = case_scores(nlp, dev)
+    return {k: round(v, 4) for k, v in scores.items() if k.endswith("_f")}
 
 
 def cache_cost(model: Path, corpus: Path, limit: int) -> dict:
@@ -151,24 +122,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="the backbone (download-llm name, .gguf file, ...)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--test", nargs="*", default=[], choices=VARIANTS, help="also tune, test")
     parser.add_argument("--train", type=int, default=300, help="first N train documents")
     parser.add_argument("--dev", type=int, default=60, help="first N dev documents")
-    parser.add_argument("--case", type=float, default=0.0, help="lower and upper variant rate")
+    parser.add_argument("--case", type=float, default=0.15, help="lower and upper variant rate")
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--eval-frequency", type=int, default=250)
-    parser.add_argument("--feature-dtype", default="float32")
-    parser.add_argument("--documents", type=Path, required=True, help="convert --unit documents")
-    parser.add_argument("--sentences", type=Path, help="convert --unit sentences")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "corpus", help="--unit documents")
     parser.add_argument("--training", type=Path, default=ROOT / "training" / "probe-variants")
     parser.add_argument("--feature-cache", type=Path, default=ROOT / "cache" / "features")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.model = os.path.expanduser(args.model)
-    needs_sentences = any(VARIANTS[n].get("@unit") == "sentences" for n in args.variants)
-    if needs_sentences and args.sentences is None:
-        parser.error("a sentence variant needs --sentences (a corpus converted --unit sentences)")
     report = json.loads(args.output.read_text()) if args.output.exists() else {}
     rows = {row["variant"]: row for row in report.get("rows", [])}
     for name in args.variants:
@@ -180,8 +145,8 @@ def main() -> None:
             "overrides": VARIANTS[name],
             "dev_f": round(meta["performance"]["ents_f"], 4),
             "train_seconds": round(time.time() - started),
-            **cache_cost(best, args.documents, args.train),
-            **(tune_and_test(name, best, VARIANTS[name], args) if name in args.test else {}),
+            **cache_cost(best, args.corpus, args.train),
+            **(dev_case_scores(best, args.corpus, args.dev) if name in CASE_VARIANTS else {}),
             "commit": git_commit(),
         }
         print(json.dumps(rows[name]), flush=True)
@@ -193,7 +158,6 @@ def main() -> None:
                 "case_variant_rate": args.case,
                 "max_steps": args.max_steps,
                 "eval_frequency": args.eval_frequency,
-                "feature_dtype": args.feature_dtype,
                 "config": "configs/ember.cfg",
             },
             "rows": list(rows.values()),
