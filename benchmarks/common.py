@@ -4,7 +4,8 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,3 +71,25 @@ def write_report(report: dict, output: Path, keys: Iterable[str]) -> None:
     for key in keys:
         print(f"{key:>{width}}: {report[key]}")
     print(f"wrote {output}")
+
+
+def spacy_train(
+    output: Path, corpus: Path, model: str, feature_cache: Path, overrides: Mapping[str, object]
+) -> Path:
+    """`spacy train configs/ember.cfg` on corpus/conll2003-{train,dev}.spacy with `model`,
+    the feature cache and config overrides (values as JSON); returns model-best."""
+    root = Path(__file__).resolve().parents[1]
+    command = [
+        sys.executable, "-m", "spacy", "train", str(root / "configs" / "ember.cfg"),
+        "--output", str(output),
+        "--paths.train", str(corpus / "conll2003-train.spacy"),
+        "--paths.dev", str(corpus / "conll2003-dev.spacy"),
+        "--paths.model", model,
+        "--paths.feature_cache", str(feature_cache),
+        "--training.logger.progress_bar", "false",
+    ]  # fmt: skip
+    for key, value in overrides.items():
+        command += [f"--{key}", json.dumps(value)]
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=root)
+    return output / "model-best"

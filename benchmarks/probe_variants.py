@@ -14,12 +14,15 @@ features: bytes per LM token of what `causal_lm` stores, times LM tokens per sen
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from common import git_commit, lm_tokens, machine_info, write_report
+import spacy
+from common import git_commit, lm_tokens, machine_info, spacy_train, write_report
+from spacy.language import Language
+from spacy.tokens import DocBin
+
+from spacy_ember.workflow.case import case_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "metrics" / "probe-variants.json"
@@ -48,64 +51,41 @@ VARIANTS: dict[str, dict[str, object]] = {
 CASE_VARIANTS = ("concat-2", "case-0", "case-0.3")  # also scored lower- and upper-cased
 
 
-def run(*command: str) -> None:
-    print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
-
-
 def train(name: str, overrides: dict[str, object], args: argparse.Namespace) -> Path:
-    """`spacy train` of the shared config with this variant's overrides."""
-    output = args.training / name
-    corpus = args.corpus
-    case = str(overrides.get("@case", args.case))
+    """`spacy train` of the shared config with this variant's overrides; returns model-best."""
+    case = overrides.get("@case", args.case)
     steps = args.max_steps * int(overrides.get("@steps", 1))  # type: ignore[call-overload]
-    command = [
-        sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ember.cfg"),
-        "--output", str(output),
-        "--paths.train", str(corpus / "conll2003-train.spacy"),
-        "--paths.dev", str(corpus / "conll2003-dev.spacy"),
-        "--paths.model", args.model,
-        "--paths.feature_cache", str(args.feature_cache),
-        "--corpora.train.limit", str(args.train),
-        "--corpora.dev.limit", str(args.dev),
-        "--corpora.train.augmenter.lower", case,
-        "--corpora.train.augmenter.upper", case,
-        "--training.max_steps", str(steps),
-        "--training.eval_frequency", str(args.eval_frequency),
-        "--training.logger.progress_bar", "false",
-    ]  # fmt: skip
-    for key, value in overrides.items():
-        if not key.startswith("@"):
-            command += [f"--{key}", json.dumps(value)]
-    run(*command)
-    return output / "model-best"
+    settings = {
+        "corpora.train.limit": args.train,
+        "corpora.dev.limit": args.dev,
+        "corpora.train.augmenter.lower": case,
+        "corpora.train.augmenter.upper": case,
+        "training.max_steps": steps,
+        "training.eval_frequency": args.eval_frequency,
+        **{key: value for key, value in overrides.items() if not key.startswith("@")},
+    }
+    return spacy_train(args.training / name, args.corpus, args.model, args.feature_cache, settings)
 
 
-def dev_case_scores(model: Path, corpus: Path, limit: int) -> dict:
+def dev_case_scores(nlp: Language, corpus: Path, limit: int) -> dict:
     """Dev F1 of the best checkpoint on the dev subset as written, lower- and upper-cased."""
-    import spacy
-    from spacy.tokens import DocBin
-
-    from spacy_ember.workflow.case import case_scores
-
-    nlp = spacy.load(model)
     dev = list(DocBin().from_disk(corpus / "conll2003-dev.spacy").get_docs(nlp.vocab))[:limit]
     scores = case_scores(nlp, dev)
     return {k: round(v, 4) for k, v in scores.items() if k.endswith("_f")}
 
 
-def cache_cost(model: Path, corpus: Path, limit: int) -> dict:
-    """Bytes of stored features per LM token (measured on 5 dev docs) and per 1,000
-    sentences of the train subset."""
-    import spacy
-    from spacy.tokens import DocBin
-
-    nlp = spacy.load(model)
+def cache_cost(nlp: Language, corpus: Path, limit: int) -> dict:
+    """Bytes of stored features per LM token (measured on 5 dev docs, the feature cache
+    bypassed) and per 1,000 sentences of the train subset."""
     lm = nlp.get_pipe("causal_lm")
-    lm.model.attrs["extractor"].cache = None
-    tokenizer = lm.model.attrs["extractor"].lm.tokenizer
+    extractor = lm.model.attrs["extractor"]
+    tokenizer = extractor.lm.tokenizer
     dev = list(DocBin().from_disk(corpus / "conll2003-dev.spacy").get_docs(nlp.vocab))[:5]
-    features = lm.model.predict([nlp.make_doc(d.text) for d in dev])
+    cache, extractor.cache = extractor.cache, None
+    try:
+        features = lm.model.predict([nlp.make_doc(d.text) for d in dev])
+    finally:
+        extractor.cache = cache
     stored = sum(f.hidden.nbytes + f.attn.nbytes for f in features)
     per_token = stored / lm_tokens(tokenizer, [d.text for d in dev])
     train = list(DocBin().from_disk(corpus / "conll2003-train.spacy").get_docs(nlp.vocab))
@@ -140,13 +120,14 @@ def main() -> None:
         started = time.time()
         best = train(name, VARIANTS[name], args)
         meta = json.loads((best / "meta.json").read_text())
+        nlp = spacy.load(best)
         rows[name] = {
             "variant": name,
             "overrides": VARIANTS[name],
             "dev_f": round(meta["performance"]["ents_f"], 4),
             "train_seconds": round(time.time() - started),
-            **cache_cost(best, args.corpus, args.train),
-            **(dev_case_scores(best, args.corpus, args.dev) if name in CASE_VARIANTS else {}),
+            **cache_cost(nlp, args.corpus, args.train),
+            **(dev_case_scores(nlp, args.corpus, args.dev) if name in CASE_VARIANTS else {}),
             "commit": git_commit(),
         }
         print(json.dumps(rows[name]), flush=True)

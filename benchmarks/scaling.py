@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ents_f, git_commit, lm_tokens, machine_info, write_report
+from common import ents_f, git_commit, lm_tokens, machine_info, spacy_train, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "metrics" / "scaling.json"
@@ -39,22 +39,14 @@ def layer_count(path: str) -> int:
 def train(name: str, path: str, layers: list[int], args: argparse.Namespace) -> Path:
     """`spacy train` of the shared config on this backbone; returns the output folder."""
     output = args.training / name
-    command = [
-        sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "ember.cfg"),
-        "--output", str(output),
-        "--paths.train", str(args.corpus / "conll2003-train.spacy"),
-        "--paths.dev", str(args.corpus / "conll2003-dev.spacy"),
-        "--paths.model", path,
-        "--paths.feature_cache", str(args.feature_cache),
-        "--components.causal_lm.model.layers", json.dumps(layers),
-        "--corpora.train.limit", str(args.train),
-        "--corpora.dev.limit", str(args.dev),
-        "--training.max_steps", str(args.max_steps),
-        "--training.eval_frequency", str(args.eval_frequency),
-        "--training.logger.progress_bar", "false",
-    ]  # fmt: skip
-    print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
+    overrides = {
+        "components.causal_lm.model.layers": layers,
+        "corpora.train.limit": args.train,
+        "corpora.dev.limit": args.dev,
+        "training.max_steps": args.max_steps,
+        "training.eval_frequency": args.eval_frequency,
+    }
+    spacy_train(output, args.corpus, path, args.feature_cache, overrides)
     return output
 
 
@@ -135,8 +127,13 @@ def run_backbone(name: str, path: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("backbones", nargs="*", help="NAME=PATH (a .gguf file, hub name, ...)")
-    parser.add_argument("--train", type=int, default=2000, help="first N train sentences")
-    parser.add_argument("--dev", type=int, default=500, help="first N dev sentences")
+    parser.add_argument(
+        "--train",
+        type=int,
+        default=2000,
+        help="first N train Docs (sentences on a sentence corpus)",
+    )
+    parser.add_argument("--dev", type=int, default=500, help="first N dev Docs")
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--eval-frequency", type=int, default=250)
     parser.add_argument("--depths", type=float, nargs="+", default=[0.27, 0.53])

