@@ -13,6 +13,7 @@ from .alignment import align_pieces, token_char_spans
 from .cache import FeatureCache
 from .features import LMFeatures, RawFeatures
 from .loaders import LoadedLM
+from .malloc import hold_freed_memory
 from .taps import LMTaps
 
 FEATURE_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -125,6 +126,8 @@ class FeatureExtractor:
                 raise ValueError(
                     f"The tokenizer of '{lm.name}' has no EOS token to use as lookahead."
                 )
+            if lm.device.type == "cpu":
+                hold_freed_memory()
             self._lm = lm
         return self._lm
 
