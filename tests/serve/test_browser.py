@@ -1,6 +1,7 @@
 """The page in a real browser: Debian's chromium, driven through chromium-driver, loads
-it, sends a prompt, and waits for entity marks; the screenshot goes to
-benchmarks/results/serve_page.png (the README shows it).
+it, sends a prompt, and waits for entity marks; with the trained pipeline the screenshot
+goes to benchmarks/results/serve_page.png (the README shows it), with the tiny one to a
+temporary folder.
 
 Needs: apt-get install chromium chromium-driver; pip install -e .[browser]
 With the trained CoNLL pipeline (training/conll2003/model-tuned) when it is there,
@@ -42,11 +43,13 @@ def browser():
     session.quit()
 
 
-def test_page_marks_entities_as_they_stream(browser):
+def test_page_marks_entities_as_they_stream(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    nlp = spacy.load(TRAINED) if TRAINED.is_dir() else tiny_pipeline(reject_o=False, threshold=0.3)
+    trained = TRAINED.is_dir()
+    nlp = spacy.load(TRAINED) if trained else tiny_pipeline(reject_o=False, threshold=0.3)
+    screenshot = SCREENSHOT if trained else tmp_path / SCREENSHOT.name
     with running(nlp, default_max_tokens=80) as (url, _):
         browser.get(f"{url}/")
         browser.find_element(By.ID, "prompt").send_keys(PROMPT)
@@ -59,11 +62,11 @@ def test_page_marks_entities_as_they_stream(browser):
             "return [...document.querySelectorAll('mark.entity')]"
             ".map(m => [m.dataset.label, m.firstChild.textContent]);"
         )
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(SCREENSHOT))
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(screenshot))
         # The same request without streaming (greedy: the same text) has these entities.
         body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 80}
         reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300).json()
     answer = browser.find_element(By.CSS_SELECTOR, ".answer").text
-    assert answer and SCREENSHOT.stat().st_size > 10_000
+    assert answer and screenshot.stat().st_size > 10_000
     assert [tuple(m) for m in marks] == [(e["label"], e["text"]) for e in reply["entities"]]
