@@ -1,12 +1,9 @@
-import ctypes
-
 import pytest
+import spacy
 
-from spacy_ember.lm import malloc
+from spacy_ember.lm import extractor, malloc
 
-
-def _is_glibc() -> bool:
-    return hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+from ..helpers import tiny_lm_config
 
 
 @pytest.fixture
@@ -21,7 +18,7 @@ def test_opt_out_leaves_glibc_alone(fresh, monkeypatch):
     assert fresh._applied is False
 
 
-@pytest.mark.skipif(not _is_glibc(), reason="glibc only")
+@pytest.mark.skipif(malloc.glibc_mallopt() is None, reason="glibc only")
 def test_thresholds_set_once_on_glibc(fresh, monkeypatch):
     monkeypatch.delenv(malloc.OPT_OUT_ENV, raising=False)
     assert fresh.hold_freed_memory() is True
@@ -37,3 +34,12 @@ def test_other_c_libraries_are_left_alone(fresh, monkeypatch):
 
     monkeypatch.setattr(malloc.ctypes, "CDLL", lambda name: NoGlibc())
     assert fresh.hold_freed_memory() is False
+
+
+def test_loading_the_lm_on_cpu_holds_freed_memory(monkeypatch):
+    calls = []
+    monkeypatch.setattr(extractor, "hold_freed_memory", lambda: calls.append(1) or True)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("causal_lm", config=tiny_lm_config())
+    lm = nlp.get_pipe("causal_lm").extractor.lm
+    assert lm.device.type == "cpu" and calls == [1]
